@@ -1,0 +1,210 @@
+"""`TempFlexForConditionalGeneration`: SigLIP2-naflex -> TFF -> PatchMerger -> any causal LLM (paper figure 2).
+
+Shapes: B batch, L text length, N visual items, F frames, h x w patch grid, P = h*w patches per frame,
+D encoder width, E LLM width, V visual tokens in the batch.
+
+The language model is a whole ``AutoModelForCausalLM`` (Gemma3, Qwen3, Llama, ...) kept intact: its own embedding
+module embeds the text (Gemma3 scales its embeddings by sqrt(E) inside that module, so text is scaled exactly as
+the LLM expects and visual tokens, which come from the merger, are not), its own head, loss and cache serve
+training and ``generate()``. Visual tokens replace the placeholder ids in the embedded sequence; attention stays
+causal everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel, Siglip2VisionModel
+from transformers import initialization as init
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from tempflex.configuration import TempFlexConfig
+from tempflex.merger import PatchMerger
+from tempflex.temporal import TemporalFiberFusion, TemporalFiberFusionLayer
+from tempflex.vision.encoder import encode_grids
+
+IGNORE_INDEX = -100
+
+
+class PlaceholderMismatchError(ValueError):
+    """The prompt's placeholder tokens and the visual features differ in number."""
+
+
+@dataclass
+class TempFlexOutput(CausalLMOutputWithPast):
+    """The LLM's output plus the visual tokens that were spliced in, (V, E) per modality."""
+
+    image_embeds: torch.Tensor | None = None
+    video_embeds: torch.Tensor | None = None
+
+
+class TempFlexPreTrainedModel(PreTrainedModel):
+    config_class = TempFlexConfig
+    config: TempFlexConfig
+    base_model_prefix = "tempflex"
+    input_modalities = ("image", "video", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["TemporalFiberFusionLayer", "PatchMerger"]
+    _skip_keys_device_placement = ["past_key_values"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, TemporalFiberFusionLayer):
+            module.reset_parameters()  # near-identity TFF at insertion (see tempflex.temporal.tff)
+
+
+class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin):
+    def __init__(self, config: TempFlexConfig) -> None:
+        super().__init__(config)
+        self.vision_tower = Siglip2VisionModel(config.vision_config)
+        self.temporal = (
+            TemporalFiberFusion(
+                config.vision_hidden,
+                num_layers=config.tff_num_layers,
+                kernel_hidden=config.tff_kernel_hidden,
+                ffn_hidden=config.tff_ffn_hidden,
+                frequencies=config.tff_frequencies,
+                fibres=config.tff_fibres,
+                alias=config.tff_alias,
+            )
+            if config.tff_enabled
+            else None
+        )
+        self.merger = PatchMerger(
+            config.vision_hidden,
+            config.text_hidden,
+            merge_size=config.merge_size,
+            hidden_dim=config.merger_hidden,
+            layernorm=config.merger_layernorm,
+        )
+        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.post_init()
+
+    # -- embeddings plumbing, delegated to the LLM ------------------------------------------------------------
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.language_model.get_output_embeddings()
+
+    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None) -> None:
+        if self.temporal is not None:
+            self.temporal.gradient_checkpointing = enable
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        kwargs = gradient_checkpointing_kwargs or {"use_reentrant": False}
+        self.vision_tower.gradient_checkpointing_enable(kwargs)
+        self.language_model.gradient_checkpointing_enable(kwargs)
+        self._set_gradient_checkpointing(True)
+
+    # -- visual path ----------------------------------------------------------------------------------------------
+    def get_visual_features(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor, *, video: bool) -> torch.Tensor:
+        """Packed patches (sum F*h*w, K) with grids (N, 3) -> visual tokens (V, E), items and frames in order."""
+        grid_thw = torch.as_tensor(grid_thw).long().cpu()
+        feats = encode_grids(self.vision_tower, pixel_values, grid_thw)  # per item (F, P, D)
+        use_tff = self.temporal is not None and (video or self.config.tff_on_images)
+        tokens = []
+        for item, (t, h, w) in zip(feats, grid_thw.tolist()):
+            if use_tff:
+                item = self.temporal(item.unsqueeze(0)).squeeze(0)  # (1, F, P, D) -> (F, P, D)
+            merged = self.merger(item, (h, w))  # (F, P/4, E)
+            tokens.append(merged.reshape(-1, merged.shape[-1]))  # (F*P/4, E)
+        return torch.cat(tokens, dim=0)  # (V, E)
+
+    def get_image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
+        return self.get_visual_features(pixel_values, image_grid_thw, video=False)
+
+    def get_video_features(self, pixel_values_videos: torch.Tensor, video_grid_thw: torch.Tensor) -> torch.Tensor:
+        return self.get_visual_features(pixel_values_videos, video_grid_thw, video=True)
+
+    def _splice(
+        self, input_ids: torch.Tensor, embeds: torch.Tensor, features: torch.Tensor, token_id: int | None, name: str
+    ) -> torch.Tensor:
+        """Write features (V, E) into embeds (B, L, E) at the positions of ``token_id``; counts must match."""
+        if token_id is None:
+            raise PlaceholderMismatchError(f"config.{name}_token_id is not set: assemble the model with a tokenizer")
+        mask = input_ids == token_id  # (B, L)
+        n_slots = int(mask.sum())
+        if n_slots != features.shape[0]:
+            raise PlaceholderMismatchError(
+                f"the prompt has {n_slots} {name} placeholder tokens but the {name}s give {features.shape[0]} "
+                "visual tokens"
+            )
+        return embeds.masked_scatter(mask.unsqueeze(-1), features.to(embeds.dtype))
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        past_key_values=None,
+        inputs_embeds: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.LongTensor | None = None,
+        pixel_values_videos: torch.Tensor | None = None,
+        video_grid_thw: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> TempFlexOutput:
+        """Embed text, splice visual tokens, run the LLM. Labels at visual placeholders are ignored."""
+        has_visual = pixel_values is not None or pixel_values_videos is not None
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("pass input_ids or inputs_embeds")
+            inputs_embeds = self.get_input_embeddings()(input_ids)  # (B, L, E), Gemma3 scales inside
+        elif has_visual and input_ids is None:
+            raise ValueError("visual inputs need input_ids to locate their placeholder tokens")
+        image_embeds = video_embeds = None
+        if pixel_values is not None:
+            image_embeds = self.get_image_features(pixel_values, image_grid_thw)
+            inputs_embeds = self._splice(input_ids, inputs_embeds, image_embeds, self.config.image_token_id, "image")
+        if pixel_values_videos is not None:
+            video_embeds = self.get_video_features(pixel_values_videos, video_grid_thw)
+            inputs_embeds = self._splice(input_ids, inputs_embeds, video_embeds, self.config.video_token_id, "video")
+        if labels is not None and input_ids is not None:
+            labels = labels.masked_fill(self._visual_mask(input_ids), IGNORE_INDEX)
+        out = self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            labels=labels,
+            use_cache=use_cache,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+        return TempFlexOutput(
+            loss=out.loss,
+            logits=out.logits,
+            past_key_values=out.past_key_values,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+            image_embeds=image_embeds,
+            video_embeds=video_embeds,
+        )
+
+    def _visual_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
+        ids = [self.config.image_token_id, self.config.video_token_id]
+        mask = torch.zeros_like(input_ids, dtype=torch.bool)
+        for token_id in ids:
+            if token_id is not None:
+                mask |= input_ids == token_id
+        return mask
+
+    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
+        """Visual inputs are consumed at prefill; later steps read them from the KV cache."""
+        inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+        if not is_first_iteration and kwargs.get("use_cache", True):
+            for key in ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw"):
+                inputs.pop(key, None)
+        return inputs

@@ -1,0 +1,241 @@
+"""`TempFlexProcessor`: chat messages with images and videos -> model inputs.
+
+Shapes: T frames, h x w patch grid, K = p*p*3 patch values, L text length.
+
+A prompt names its media with the placeholders ``<image>`` and ``<video>``, in the order the media are given
+(chat messages with ``{"type": "image"}`` / ``{"type": "video"}`` parts render to these). Each placeholder is
+expanded to exactly as many placeholder tokens as the model will produce visual tokens:
+
+- image: ``rows * cols`` image tokens for the native grid chosen by ``native_grid`` (at most 2048, at least 4);
+- video: for every frame, an optional time tag ``<t=1.5s>`` (plain text), the frame's tokens (one grid for every
+  frame, under the per-frame budget) and one frame-separator token.
+
+Outputs follow transformers' Qwen2-VL convention: ``pixel_values`` (sum T*h*w, K) with ``image_grid_thw`` (N, 3) and
+``pixel_values_videos`` / ``video_grid_thw`` for videos, so ``generate()`` drops them after prefill.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
+
+from tempflex.configuration import TempFlexConfig
+from tempflex.media import VideoClip
+from tempflex.vision.patches import patchify, resize_frames, to_frames
+from tempflex.vision.resize import GridSize, native_grid
+
+IMAGE_PLACEHOLDER = "<image>"
+VIDEO_PLACEHOLDER = "<video>"
+PROCESSOR_FILE = "processor_config.json"
+_PLACEHOLDER_RE = re.compile(f"({re.escape(IMAGE_PLACEHOLDER)}|{re.escape(VIDEO_PLACEHOLDER)})")
+
+ImageLike = Image.Image | torch.Tensor | Any  # PIL image, (H, W, 3) uint8 array or tensor
+
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    """What the processor needs from the model config; saved as processor_config.json."""
+
+    patch_size: int = 16  # encoder patch side in pixels
+    merge_size: int = 2  # merger window side in patches
+    image_min_tokens: int = 4  # merged tokens per image, lower bound
+    image_max_tokens: int = 2048  # merged tokens per image, upper bound
+    video_min_tokens_per_frame: int = 4  # merged tokens per frame, lower bound
+    video_max_tokens_per_frame: int = 64  # merged tokens per frame, upper bound (256 patches)
+    video_timestamps: bool = False  # prefix each frame with "<t=1.5s>"
+    image_token: str = "<|image_pad|>"
+    video_token: str = "<|video_pad|>"
+    frame_separator_token: str = "<|frame_sep|>"
+
+    @classmethod
+    def from_config(cls, config: TempFlexConfig) -> ProcessorSettings:
+        names = cls.__dataclass_fields__.keys() - {"patch_size"}
+        return cls(patch_size=config.patch_size, **{k: getattr(config, k) for k in names})
+
+
+class TempFlexProcessor:
+    """Tokenizer + native-resolution pixel preprocessing, with exact placeholder expansion."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, settings: ProcessorSettings | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.settings = settings or ProcessorSettings()
+        s = self.settings
+        vocab = tokenizer.get_vocab()
+        missing = [t for t in (s.image_token, s.video_token, s.frame_separator_token) if t not in vocab]
+        if missing:
+            raise ValueError(f"tokenizer lacks the placeholder tokens {missing}: use tempflex.assemble to add them")
+        self.image_token_id = vocab[s.image_token]
+        self.video_token_id = vocab[s.video_token]
+        self.frame_separator_token_id = vocab[s.frame_separator_token]
+
+    # -- persistence ------------------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save_pretrained(directory)
+        payload = {"processor_class": type(self).__name__, **asdict(self.settings)}
+        (directory / PROCESSOR_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, **kwargs) -> TempFlexProcessor:
+        directory = Path(directory)
+        settings_file = directory / PROCESSOR_FILE
+        if not settings_file.is_file():
+            raise FileNotFoundError(f"{settings_file} not found: not a saved TempFlexProcessor")
+        payload = json.loads(settings_file.read_text())
+        payload.pop("processor_class", None)
+        tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
+        return cls(tokenizer, ProcessorSettings(**payload))
+
+    # -- sizing ---------------------------------------------------------------------------------------------------
+    def image_grid(self, height: int, width: int) -> GridSize:
+        s = self.settings
+        return native_grid(
+            height, width, patch_size=s.patch_size, merge_size=s.merge_size,
+            min_tokens=s.image_min_tokens, max_tokens=s.image_max_tokens,
+        )
+
+    def frame_grid(self, height: int, width: int) -> GridSize:
+        s = self.settings
+        return native_grid(
+            height, width, patch_size=s.patch_size, merge_size=s.merge_size,
+            min_tokens=s.video_min_tokens_per_frame, max_tokens=s.video_max_tokens_per_frame,
+        )
+
+    # -- pixels ---------------------------------------------------------------------------------------------------
+    def _patches(self, frames: torch.Tensor, grid: GridSize) -> tuple[torch.Tensor, list[int]]:
+        """(T, H, W, 3) uint8 -> patches (T*h*w, K) and grid [T, h, w]."""
+        pixels = resize_frames(frames, grid)  # (T, 3, H', W')
+        patches = patchify(pixels, self.settings.patch_size)  # (T, h*w, K)
+        h, w = grid.patch_grid(self.settings.merge_size)
+        return patches.reshape(-1, patches.shape[-1]), [frames.shape[0], h, w]
+
+    def _image_text(self, grid: GridSize) -> str:
+        return self.settings.image_token * grid.tokens
+
+    def _video_text(self, clip: VideoClip, grid: GridSize) -> str:
+        s = self.settings
+        frame = s.video_token * grid.tokens + s.frame_separator_token
+        if not (s.video_timestamps and clip.timestamps is not None):
+            return frame * clip.num_frames
+        return "".join(f"<t={t:.1f}s>" + frame for t in clip.timestamps)
+
+    # -- the call ------------------------------------------------------------------------------------------------
+    def __call__(
+        self,
+        text: str | list[str],
+        images: list[ImageLike] | None = None,
+        videos: list[VideoClip] | None = None,
+        *,
+        padding_side: str = "left",
+        add_special_tokens: bool = False,
+    ) -> BatchFeature:
+        """Prompts with ``<image>``/``<video>`` placeholders plus their media (in order over the whole batch)."""
+        texts = [text] if isinstance(text, str) else list(text)
+        images, videos = list(images or []), [v if isinstance(v, VideoClip) else VideoClip(v) for v in videos or []]
+        _check_placeholder_counts(texts, len(images), len(videos))
+        image_iter, video_iter = iter(images), iter(videos)
+        img_patches, img_grids, vid_patches, vid_grids, expanded = [], [], [], [], []
+        for prompt in texts:
+            pieces = []
+            for part in _PLACEHOLDER_RE.split(prompt):
+                if part == IMAGE_PLACEHOLDER:
+                    frames = to_frames(next(image_iter))
+                    grid = self.image_grid(frames.shape[1], frames.shape[2])
+                    patches, thw = self._patches(frames, grid)
+                    img_patches.append(patches), img_grids.append(thw), pieces.append(self._image_text(grid))
+                elif part == VIDEO_PLACEHOLDER:
+                    clip = next(video_iter)
+                    grid = self.frame_grid(*clip.size)
+                    patches, thw = self._patches(clip.frames, grid)
+                    vid_patches.append(patches), vid_grids.append(thw), pieces.append(self._video_text(clip, grid))
+                else:
+                    pieces.append(part)
+            expanded.append("".join(pieces))
+        enc = self.tokenizer(
+            expanded, padding=True, padding_side=padding_side, return_tensors="pt", add_special_tokens=add_special_tokens
+        )
+        data: dict[str, torch.Tensor] = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        if img_patches:
+            data["pixel_values"] = torch.cat(img_patches)
+            data["image_grid_thw"] = torch.tensor(img_grids, dtype=torch.long)
+        if vid_patches:
+            data["pixel_values_videos"] = torch.cat(vid_patches)
+            data["video_grid_thw"] = torch.tensor(vid_grids, dtype=torch.long)
+        self._check_expansion(data)
+        return BatchFeature(data)
+
+    def _check_expansion(self, data: dict[str, torch.Tensor]) -> None:
+        """The tokenizer must have kept every placeholder token whole (and the text added none of its own)."""
+        m = self.settings.merge_size**2
+        for key, token_id, name in (("image_grid_thw", self.image_token_id, "image"),
+                                    ("video_grid_thw", self.video_token_id, "video")):
+            want = int(data[key].prod(dim=-1).sum()) // m if key in data else 0
+            got = int((data["input_ids"] == token_id).sum())
+            if got != want:
+                raise ValueError(f"{got} {name} placeholder tokens in the tokenized prompt but {want} expected; "
+                                 f"does the text contain the reserved token {getattr(self.settings, name + '_token')}?")
+
+    # -- chat ------------------------------------------------------------------------------------------------------
+    def apply_chat_template(self, messages: list[dict], *, add_generation_prompt: bool = True) -> str:
+        """Render chat messages; media parts become ``<image>``/``<video>``. Uses the tokenizer's template if any."""
+        flat = [{"role": m["role"], "content": _render_content(m["content"])} for m in messages]
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(flat, tokenize=False, add_generation_prompt=add_generation_prompt)
+        return plain_chat(flat, add_generation_prompt=add_generation_prompt)
+
+    def prepare(self, conversations: list[list[dict]] | list[dict], **kwargs) -> BatchFeature:
+        """One conversation or a batch of them, media inline as ``{"type": "image", "image": ...}`` parts."""
+        batch = [conversations] if conversations and isinstance(conversations[0], dict) else conversations
+        texts, images, videos = [], [], []
+        for messages in batch:
+            texts.append(self.apply_chat_template(messages))
+            for m in messages:
+                for part in m["content"] if isinstance(m["content"], list) else []:
+                    if part.get("type") == "image":
+                        images.append(part["image"])
+                    elif part.get("type") == "video":
+                        videos.append(part["video"])
+        return self(texts, images=images, videos=videos, **kwargs)
+
+    def batch_decode(self, ids: torch.Tensor, **kwargs) -> list[str]:
+        return self.tokenizer.batch_decode(ids, skip_special_tokens=kwargs.pop("skip_special_tokens", True), **kwargs)
+
+
+def _render_content(content: str | list[dict]) -> str:
+    if isinstance(content, str):
+        return content
+    out = []
+    for part in content:
+        kind = part.get("type")
+        if kind == "text":
+            out.append(part["text"])
+        elif kind in ("image", "video"):
+            out.append(IMAGE_PLACEHOLDER if kind == "image" else VIDEO_PLACEHOLDER)
+        else:
+            raise ValueError(f"unknown message part type {kind!r}; expected text, image or video")
+    return "".join(out)
+
+
+def plain_chat(messages: list[dict], *, add_generation_prompt: bool = True) -> str:
+    """The fallback template for tokenizers without one: ``User: ...\\nAssistant: ...``."""
+    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+    if add_generation_prompt:
+        lines.append("Assistant:")
+    return "\n".join(lines)
+
+
+def _check_placeholder_counts(texts: list[str], n_images: int, n_videos: int) -> None:
+    n_img = sum(t.count(IMAGE_PLACEHOLDER) for t in texts)
+    n_vid = sum(t.count(VIDEO_PLACEHOLDER) for t in texts)
+    if n_img != n_images:
+        raise ValueError(f"the prompt has {n_img} {IMAGE_PLACEHOLDER} placeholders but {n_images} images were given")
+    if n_vid != n_videos:
+        raise ValueError(f"the prompt has {n_vid} {VIDEO_PLACEHOLDER} placeholders but {n_videos} videos were given")

@@ -1,0 +1,106 @@
+"""Shared tiny fixtures: a real byte-level BPE tokenizer trained here, tiny Qwen3/Gemma3 configs, real photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast
+
+from tempflex.assemble import add_placeholder_tokens
+from tempflex.configuration import TempFlexConfig
+from tempflex.modeling import TempFlexForConditionalGeneration
+from tempflex.processing import ProcessorSettings, TempFlexProcessor
+
+CORPUS = [
+    "User: what happens in the video? Assistant: a red ball moves to the left.",
+    "The camera pans right while a bird flies over the bikes and the bunny.",
+    "Describe the image. A cat sits on a rock near a coffee cup.",
+] * 20
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|start|>{{ m['role'] }}\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|start|>assistant\n{% endif %}"
+)
+
+TEXT_CONFIGS = {
+    "qwen3": dict(
+        model_type="qwen3", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=4096, tie_word_embeddings=True,
+    ),
+    "gemma3": dict(
+        model_type="gemma3_text", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=4096, sliding_window=16,
+        layer_types=["sliding_attention", "full_attention"],
+    ),
+}
+VISION_CONFIG = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_patches=16)
+
+
+def make_tokenizer(chat_template: bool = True) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|pad|>", "<|eos|>", "<|start|>", "<|end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|eos|>")
+    if chat_template:
+        fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def tiny_config(text: str = "qwen3", **overrides) -> tuple[TempFlexConfig, PreTrainedTokenizerFast]:
+    """A tiny TempFlexConfig (width 32, 2 layers) and a tokenizer with its placeholder tokens."""
+    tokenizer = make_tokenizer(chat_template=overrides.pop("chat_template", True))
+    cfg = dict(tff_num_layers=2, **overrides)
+    config = TempFlexConfig(vision_config=dict(VISION_CONFIG), text_config=dict(TEXT_CONFIGS[text]), **cfg)
+    add_placeholder_tokens(tokenizer, config)
+    config.text_config.vocab_size = len(tokenizer)
+    config.text_config.pad_token_id = tokenizer.pad_token_id
+    config.text_config.eos_token_id = tokenizer.eos_token_id
+    config.text_config.bos_token_id = None
+    return config, tokenizer
+
+
+def tiny_model(text: str = "qwen3", seed: int = 0, **overrides):
+    """(model, processor) with random weights from a fixed seed; TFF and norms perturbed off their identity init."""
+    config, tokenizer = tiny_config(text, **overrides)
+    torch.manual_seed(seed)
+    model = TempFlexForConditionalGeneration(config).eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model, TempFlexProcessor(tokenizer, ProcessorSettings.from_config(config))
+
+
+def perturb_tff(model: TempFlexForConditionalGeneration, seed: int = 1) -> None:
+    """Give the zero-initialised TFF gains random values so that TFF is not the identity in a test."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.temporal.layers:
+            layer.norm.weight.copy_(torch.randn(layer.norm.weight.shape, generator=g))
+            layer.context_scale.copy_(torch.randn(layer.context_scale.shape, generator=g) * 0.1)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def skimage_photo(name: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec("skimage")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / name
+    if not path.is_file():
+        pytest.skip(f"{path} not shipped by this scikit-image")
+    return path
