@@ -95,16 +95,6 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
     def get_output_embeddings(self) -> nn.Module:
         return self.language_model.get_output_embeddings()
 
-    def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None) -> None:
-        if self.temporal is not None:
-            self.temporal.gradient_checkpointing = enable
-
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
-        kwargs = gradient_checkpointing_kwargs or {"use_reentrant": False}
-        self.vision_tower.gradient_checkpointing_enable(kwargs)
-        self.language_model.gradient_checkpointing_enable(kwargs)
-        self._set_gradient_checkpointing(True)
-
     # -- visual path ----------------------------------------------------------------------------------------------
     def get_visual_features(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor, *, video: bool) -> torch.Tensor:
         """Packed patches (sum F*h*w, K) with grids (N, 3) -> visual tokens (V, E), items and frames in order."""

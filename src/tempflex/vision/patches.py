@@ -22,7 +22,7 @@ SIGLIP_STD = 0.5
 def to_frames(media: Image.Image | np.ndarray | torch.Tensor) -> torch.Tensor:
     """One image or a stack of frames as a uint8 tensor (T, H, W, 3). Grayscale, RGBA and palette become RGB."""
     if isinstance(media, Image.Image):
-        media = np.asarray(media.convert("RGB"))
+        media = np.array(media.convert("RGB"))  # a writable copy
     frames = torch.as_tensor(media)
     if frames.ndim == 3:
         frames = frames.unsqueeze(0)  # (1, H, W, C)

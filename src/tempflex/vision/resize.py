@@ -9,7 +9,8 @@ budget, 64 tokens = 256 patches by default).
 Rounding rule (the paper is silent): each side goes to the nearest multiple of the unit, ties toward the smaller
 size. 1280x720 therefore becomes 1280x704, 40x22 = 880 merged tokens; the paper's "~900" is H*W/32^2 = 900, which
 would need a half row of 2x2 windows. If nearest rounding breaks a token limit, the floor/ceil neighbour that stays
-within the limits and distorts the aspect ratio least is used.
+within the limits is used: the one with the most tokens among those that distort the aspect ratio by less than
+10%, else the least distorted (1280x720 at 64 tokens per frame: 6x10 = 60 tokens, not 5x9 = 45).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 MAX_ASPECT_RATIO = 200.0  # beyond this a side collapses below one 2x2 window at any sane budget
+MAX_DISTORTION = 0.1  # |log aspect error| a fallback grid may have before fewer tokens are preferred
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ class GridSize:
 
 
 def _round_half_down(x: float) -> int:
-    return math.ceil(x - 0.5)
+    """Nearest integer, ties down; the 1e-6 absorbs float error of the budget scaling (5.9999999 -> 6)."""
+    return math.floor(x + 0.5 - 1e-6)
 
 
 def native_grid(
@@ -96,5 +99,10 @@ def native_grid(
             f"no {unit}-px grid for a {width}x{height} image fits [{min_tokens}, {max_tokens}] merged tokens"
         )
     target = math.log(rows / cols)
-    best = min(valid, key=lambda rc: (abs(math.log(rc[0] / rc[1]) - target), -rc[0] * rc[1]))
+
+    def cost(rc: tuple[int, int]) -> tuple[bool, int, float]:
+        distortion = abs(math.log(rc[0] / rc[1]) - target)
+        return distortion > MAX_DISTORTION, -rc[0] * rc[1], distortion
+
+    best = min(valid, key=cost)
     return GridSize(*best, unit=unit)

@@ -1,0 +1,193 @@
+"""TempFlexForConditionalGeneration with tiny random Qwen3 and Gemma3: splice, loss, generate, save/load."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
+
+from conftest import perturb_tff, random_image, tiny_model
+from tempflex import PlaceholderMismatchError, TempFlexForConditionalGeneration, TempFlexProcessor
+from tempflex.media import VideoClip
+
+TEXTS = ["qwen3", "gemma3"]
+
+
+def _batch(proc, rng):
+    images = [random_image(rng, 64, 96), random_image(rng, 120, 60)]  # two resolutions in one batch
+    video = VideoClip.from_array(rng.integers(0, 256, (4, 48, 80, 3), dtype=np.uint8), fps=2.0)
+    return proc(["Look at <image> then <video>, what moves?", "And <image>?"], images=images, videos=[video])
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_forward_loss_and_visual_token_count(text):
+    rng = np.random.default_rng(0)
+    model, proc = tiny_model(text)
+    batch = _batch(proc, rng)
+    out = model(**batch, labels=batch["input_ids"].clone())
+    assert out.logits.shape[:2] == batch["input_ids"].shape and torch.isfinite(out.loss)
+    n_img = int(batch["image_grid_thw"].prod(-1).sum()) // 4
+    n_vid = int(batch["video_grid_thw"].prod(-1).sum()) // 4
+    assert out.image_embeds.shape == (n_img, 32) and out.video_embeds.shape == (n_vid, 32)
+    assert int((batch["input_ids"] == model.config.image_token_id).sum()) == n_img
+
+
+def test_visual_tokens_reach_the_llm():
+    """Changing the video's pixels changes the logits after its placeholders, not before."""
+    rng = np.random.default_rng(1)
+    model, proc = tiny_model("qwen3")
+    perturb_tff(model)
+    frames = rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    a = proc(["Hi there <video> end"], videos=[VideoClip.from_array(frames)])
+    b = proc(["Hi there <video> end"], videos=[VideoClip.from_array(255 - frames)])
+    first = int((a["input_ids"][0] == model.config.video_token_id).nonzero()[0])
+    with torch.no_grad():
+        la, lb = model(**a).logits, model(**b).logits
+    torch.testing.assert_close(la[:, :first], lb[:, :first])
+    assert (la[:, -1] - lb[:, -1]).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_text_only_matches_the_bare_llm(text):
+    """Gemma3 scales its embeddings inside its embedding module: our text path must equal the LLM's own."""
+    model, proc = tiny_model(text)
+    ids = proc(["a red ball moves to the left"])["input_ids"]
+    with torch.no_grad():
+        ours = model(input_ids=ids).logits
+        bare = model.language_model(input_ids=ids).logits
+    torch.testing.assert_close(ours, bare, rtol=0, atol=0)
+
+
+def test_labels_ignore_visual_positions():
+    rng = np.random.default_rng(2)
+    model, proc = tiny_model("qwen3")
+    batch = proc(["<image> a cat"], images=[random_image(rng, 64, 64)])
+    ids = batch["input_ids"]
+    labels = ids.clone()
+    with torch.no_grad():
+        ours = model(**batch, labels=labels).loss
+        manual = labels.masked_fill(ids == model.config.image_token_id, -100)
+        ref = model(**batch, labels=manual).loss
+        logits = model(**batch).logits[0, :-1]
+        target = manual[0, 1:]
+        keep = target != -100
+        by_hand = torch.nn.functional.cross_entropy(logits[keep], target[keep])
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(ours, by_hand, rtol=1e-5, atol=1e-5)
+
+
+def test_placeholder_mismatch_is_a_clear_error():
+    rng = np.random.default_rng(3)
+    model, proc = tiny_model("qwen3")
+    batch = proc(["<image> and <image>"], images=[random_image(rng, 64, 64), random_image(rng, 64, 96)])
+    batch["input_ids"][0, 0] = proc.tokenizer.eos_token_id  # lose one placeholder token
+    with pytest.raises(PlaceholderMismatchError, match="image placeholder tokens but the images give"):
+        model(**batch)
+    video = proc(["<video>"], videos=[VideoClip.from_array(rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8))])
+    del video["input_ids"]
+    with pytest.raises(ValueError, match="need input_ids"):
+        model(inputs_embeds=torch.zeros(1, 3, 32), **video)
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_generate_single_and_batched_agree(text):
+    """Greedy generation of a prompt alone equals its row in a left-padded mixed-resolution batch."""
+    rng = np.random.default_rng(4)
+    model, proc = tiny_model(text)
+    perturb_tff(model)
+    images = [random_image(rng, 64, 128), random_image(rng, 96, 64)]
+    prompts = ["Describe <image> now", "A much longer prompt with more words about <image> please"]
+    batch = proc(prompts, images=images)
+    out = model.generate(**batch, max_new_tokens=6, do_sample=False)
+    assert out.shape == (2, batch["input_ids"].shape[1] + 6)
+    for i in range(2):
+        single = proc([prompts[i]], images=[images[i]])
+        one = model.generate(**single, max_new_tokens=6, do_sample=False)
+        assert torch.equal(one[0, -6:], out[i, -6:])
+
+
+def test_generate_video_with_timestamps():
+    rng = np.random.default_rng(5)
+    model, proc = tiny_model("gemma3", video_timestamps=True)
+    clip = VideoClip(rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8), timestamps=[0.0, 1.5, 3.0])
+    batch = proc(["<video> what happens?"], videos=[clip])
+    assert "<t=1.5s>" in proc.tokenizer.decode(batch["input_ids"][0])
+    out = model.generate(**batch, max_new_tokens=4, do_sample=False)
+    assert out.shape[1] == batch["input_ids"].shape[1] + 4
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_save_and_reload_bit_exact(tmp_path, text):
+    rng = np.random.default_rng(6)
+    model, proc = tiny_model(text)
+    perturb_tff(model)
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    again = TempFlexForConditionalGeneration.from_pretrained(tmp_path).eval()
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name
+    proc2 = TempFlexProcessor.from_pretrained(tmp_path)
+    batch = _batch(proc2, rng)
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, again(**batch).logits)
+
+
+def test_auto_classes(tmp_path):
+    model, proc = tiny_model("qwen3")
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    assert AutoConfig.from_pretrained(tmp_path).model_type == "tempflex"
+    assert isinstance(AutoModel.from_pretrained(tmp_path), TempFlexForConditionalGeneration)
+    assert isinstance(AutoModelForImageTextToText.from_pretrained(tmp_path), TempFlexForConditionalGeneration)
+    assert isinstance(AutoProcessor.from_pretrained(tmp_path), TempFlexProcessor)
+
+
+def test_fresh_tff_leaves_features_unchanged_and_trains():
+    rng = np.random.default_rng(7)
+    with_tff, proc = tiny_model("qwen3", seed=3)
+    without, _ = tiny_model("qwen3", seed=3, tff_enabled=False)
+    without.load_state_dict({k: v for k, v in with_tff.state_dict().items() if not k.startswith("temporal.")})
+    clip = VideoClip.from_array(rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8))
+    batch = proc(["<video> ok"], videos=[clip])
+    with torch.no_grad():
+        assert torch.equal(with_tff(**batch).video_embeds, without(**batch).video_embeds)
+    with_tff.train()
+    loss = with_tff(**batch, labels=batch["input_ids"]).loss
+    loss.backward()
+    assert with_tff.temporal.layers[-1].norm.weight.grad.abs().sum() > 0
+    assert with_tff.merger.mlp[0].weight.grad.abs().sum() > 0
+    assert with_tff.vision_tower.embeddings.patch_embedding.weight.grad.abs().sum() > 0
+
+
+def test_images_skip_tff_unless_asked():
+    rng = np.random.default_rng(8)
+    image = random_image(rng, 64, 64)
+    for on_images in (False, True):
+        model, proc = tiny_model("qwen3", tff_on_images=on_images)
+        perturb_tff(model)
+        batch = proc(["<image>"], images=[image])
+        feats = model.get_visual_features(batch["pixel_values"], batch["image_grid_thw"], video=False)
+        model.temporal = None
+        plain = model.get_visual_features(batch["pixel_values"], batch["image_grid_thw"], video=False)
+        assert torch.equal(feats, plain) is (not on_images)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    rng = np.random.default_rng(9)
+    model, proc = tiny_model("qwen3")
+    perturb_tff(model)
+    batch = proc(["<video> go"], videos=[VideoClip.from_array(rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8))])
+    model.train()
+
+    def grads():
+        model.zero_grad()
+        model(**batch, labels=batch["input_ids"]).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    model.activation_checkpointing_enable()  # reaches TFF through its `gradient_checkpointing` flag
+    assert model.temporal.gradient_checkpointing
+    ckpt = grads()
+    assert plain.keys() == ckpt.keys()
+    for name in plain:
+        torch.testing.assert_close(plain[name], ckpt[name], rtol=1e-4, atol=1e-6)
