@@ -191,3 +191,16 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     assert plain.keys() == ckpt.keys()
     for name in plain:
         torch.testing.assert_close(plain[name], ckpt[name], rtol=1e-4, atol=1e-6)
+
+
+def test_videos_of_one_shape_share_a_tff_batch_with_the_same_result():
+    rng = np.random.default_rng(10)
+    model, proc = tiny_model("qwen3")
+    perturb_tff(model)
+    clips = [VideoClip.from_array(rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)) for _ in range(3)]
+    together = proc(["<video><video><video>"], videos=clips)
+    with torch.no_grad():
+        joint = model.get_video_features(together["pixel_values_videos"], together["video_grid_thw"])
+        alone = [model.get_video_features(b["pixel_values_videos"], b["video_grid_thw"])
+                 for b in (proc(["<video>"], videos=[c]) for c in clips)]
+    torch.testing.assert_close(joint, torch.cat(alone), rtol=1e-5, atol=1e-5)

@@ -12,6 +12,7 @@ causal everywhere.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
@@ -100,14 +101,22 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
         """Packed patches (sum F*h*w, K) with grids (N, 3) -> visual tokens (V, E), items and frames in order."""
         grid_thw = torch.as_tensor(grid_thw).long().cpu()
         feats = encode_grids(self.vision_tower, pixel_values, grid_thw)  # per item (F, P, D)
-        use_tff = self.temporal is not None and (video or self.config.tff_on_images)
-        tokens = []
-        for item, (t, h, w) in zip(feats, grid_thw.tolist()):
-            if use_tff:
-                item = self.temporal(item.unsqueeze(0)).squeeze(0)  # (1, F, P, D) -> (F, P, D)
-            merged = self.merger(item, (h, w))  # (F, P/4, E)
-            tokens.append(merged.reshape(-1, merged.shape[-1]))  # (F*P/4, E)
-        return torch.cat(tokens, dim=0)  # (V, E)
+        if self.temporal is not None and (video or self.config.tff_on_images):
+            feats = self._fuse_time(feats)
+        tokens = [self.merger(item, (h, w)) for item, (_, h, w) in zip(feats, grid_thw.tolist())]  # (F, P/4, E)
+        return torch.cat([t.reshape(-1, t.shape[-1]) for t in tokens], dim=0)  # (V, E)
+
+    def _fuse_time(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+        """TFF over every item; items of one shape share a batch (TFF mixes nothing across the batch)."""
+        groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i, item in enumerate(feats):
+            groups[tuple(item.shape)].append(i)
+        out = list(feats)
+        for members in groups.values():
+            fused = self.temporal(torch.stack([feats[i] for i in members]))  # (B, F, P, D)
+            for k, i in enumerate(members):
+                out[i] = fused[k]
+        return out
 
     def get_image_features(self, pixel_values: torch.Tensor, image_grid_thw: torch.Tensor) -> torch.Tensor:
         return self.get_visual_features(pixel_values, image_grid_thw, video=False)
