@@ -130,3 +130,15 @@ def test_tokenizer_without_placeholders_is_rejected():
 
     with pytest.raises(ValueError, match="lacks the placeholder tokens"):
         TempFlexProcessor(make_tokenizer())
+
+
+def test_images_from_paths_are_loaded_upright(proc, tmp_path):
+    """A file path goes through load_image: a JPEG stored sideways with EXIF orientation 6 comes out upright."""
+    photo = Image.open(skimage_photo("astronaut.png")).convert("RGB").resize((128, 64))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    photo.save(tmp_path / "sideways.jpg", exif=exif)
+    batch = proc(["<image>"], images=[tmp_path / "sideways.jpg"])
+    assert batch["image_grid_thw"][0].tolist() == [1, 8, 4]  # displayed 64 wide x 128 tall
+    with pytest.raises(ValueError, match="nothing.png"):
+        proc(["<image>"], images=[tmp_path / "nothing.png"])

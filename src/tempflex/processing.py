@@ -27,6 +27,7 @@ from PIL import Image
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
 
 from tempflex.configuration import TempFlexConfig
+from tempflex.image import load_image
 from tempflex.media import VideoClip
 from tempflex.vision.patches import patchify, resize_frames, to_frames
 from tempflex.vision.resize import GridSize, native_grid
@@ -36,7 +37,7 @@ VIDEO_PLACEHOLDER = "<video>"
 PROCESSOR_FILE = "processor_config.json"
 _PLACEHOLDER_RE = re.compile(f"({re.escape(IMAGE_PLACEHOLDER)}|{re.escape(VIDEO_PLACEHOLDER)})")
 
-ImageLike = Image.Image | torch.Tensor | Any  # PIL image, (H, W, 3) uint8 array or tensor
+ImageLike = Image.Image | torch.Tensor | str | Path | Any  # a path, PIL image, (H, W, 3) uint8 array or tensor
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ class TempFlexProcessor:
             pieces = []
             for part in _PLACEHOLDER_RE.split(prompt):
                 if part == IMAGE_PLACEHOLDER:
-                    frames = to_frames(next(image_iter))
+                    frames = _image_frames(next(image_iter))
                     grid = self.image_grid(frames.shape[1], frames.shape[2])
                     patches, thw = self._patches(frames, grid)
                     img_patches.append(patches), img_grids.append(thw), pieces.append(self._image_text(grid))
@@ -207,6 +208,13 @@ class TempFlexProcessor:
 
     def batch_decode(self, ids: torch.Tensor, **kwargs) -> list[str]:
         return self.tokenizer.batch_decode(ids, skip_special_tokens=kwargs.pop("skip_special_tokens", True), **kwargs)
+
+
+def _image_frames(image: ImageLike) -> torch.Tensor:
+    """(1, H, W, 3) uint8. Files and PIL images go through ``load_image`` (EXIF orientation, modes, size bound)."""
+    if isinstance(image, (str, Path, Image.Image)):
+        image = load_image(image)
+    return to_frames(image)
 
 
 def _render_content(content: str | list[dict]) -> str:
