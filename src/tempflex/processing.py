@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,29 @@ class ProcessorSettings:
     def from_config(cls, config: TempFlexConfig) -> ProcessorSettings:
         names = cls.__dataclass_fields__.keys() - {"patch_size"}
         return cls(patch_size=config.patch_size, **{k: getattr(config, k) for k in names})
+
+
+@dataclass
+class EncodedMedia:
+    """The media of one prompt or batch, in order: patches (T*h*w, K), grids [T, h, w], placeholder text."""
+
+    image_patches: list[torch.Tensor] = field(default_factory=list)
+    image_grids: list[list[int]] = field(default_factory=list)
+    image_texts: list[str] = field(default_factory=list)
+    video_patches: list[torch.Tensor] = field(default_factory=list)
+    video_grids: list[list[int]] = field(default_factory=list)
+    video_texts: list[str] = field(default_factory=list)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The model's visual inputs: pixel_values/image_grid_thw and pixel_values_videos/video_grid_thw."""
+        data = {}
+        if self.image_patches:
+            data["pixel_values"] = torch.cat(self.image_patches)
+            data["image_grid_thw"] = torch.tensor(self.image_grids, dtype=torch.long)
+        if self.video_patches:
+            data["pixel_values_videos"] = torch.cat(self.video_patches)
+            data["video_grid_thw"] = torch.tensor(self.video_grids, dtype=torch.long)
+        return data
 
 
 class TempFlexProcessor:
@@ -128,7 +151,38 @@ class TempFlexProcessor:
             return frame * clip.num_frames
         return "".join(f"<t={t:.1f}s>" + frame for t in clip.timestamps)
 
-    # -- the call ------------------------------------------------------------------------------------------------
+    # -- media and placeholder expansion -------------------------------------------------------------------------
+    def encode_media(self, images: list[ImageLike] | None = None, videos: list[VideoClip] | None = None) -> EncodedMedia:
+        """Pixels -> patches, grids and the placeholder text of every image and video, in the order given."""
+        media = EncodedMedia()
+        for image in images or []:
+            frames = _image_frames(image)
+            grid = self.image_grid(frames.shape[1], frames.shape[2])
+            patches, thw = self._patches(frames, grid)
+            media.image_patches.append(patches), media.image_grids.append(thw)
+            media.image_texts.append(self._image_text(grid))
+        for clip in videos or []:
+            clip = clip if isinstance(clip, VideoClip) else VideoClip(clip)
+            grid = self.frame_grid(*clip.size)
+            patches, thw = self._patches(clip.frames, grid)
+            media.video_patches.append(patches), media.video_grids.append(thw)
+            media.video_texts.append(self._video_text(clip, grid))
+        return media
+
+    def expand_text(self, texts: list[str], media: EncodedMedia) -> list[str]:
+        """Replace the ``<image>``/``<video>`` placeholders of ``texts``, in order across all of them, by the
+        placeholder tokens of ``media``. Segments of one conversation can be expanded separately this way."""
+        _check_placeholder_counts(texts, len(media.image_texts), len(media.video_texts))
+        image_iter, video_iter = iter(media.image_texts), iter(media.video_texts)
+        out = []
+        for text in texts:
+            pieces = _PLACEHOLDER_RE.split(text)
+            out.append("".join(
+                next(image_iter) if p == IMAGE_PLACEHOLDER else next(video_iter) if p == VIDEO_PLACEHOLDER else p
+                for p in pieces
+            ))
+        return out
+
     def __call__(
         self,
         text: str | list[str],
@@ -140,36 +194,13 @@ class TempFlexProcessor:
     ) -> BatchFeature:
         """Prompts with ``<image>``/``<video>`` placeholders plus their media (in order over the whole batch)."""
         texts = [text] if isinstance(text, str) else list(text)
-        images, videos = list(images or []), [v if isinstance(v, VideoClip) else VideoClip(v) for v in videos or []]
-        _check_placeholder_counts(texts, len(images), len(videos))
-        image_iter, video_iter = iter(images), iter(videos)
-        img_patches, img_grids, vid_patches, vid_grids, expanded = [], [], [], [], []
-        for prompt in texts:
-            pieces = []
-            for part in _PLACEHOLDER_RE.split(prompt):
-                if part == IMAGE_PLACEHOLDER:
-                    frames = _image_frames(next(image_iter))
-                    grid = self.image_grid(frames.shape[1], frames.shape[2])
-                    patches, thw = self._patches(frames, grid)
-                    img_patches.append(patches), img_grids.append(thw), pieces.append(self._image_text(grid))
-                elif part == VIDEO_PLACEHOLDER:
-                    clip = next(video_iter)
-                    grid = self.frame_grid(*clip.size)
-                    patches, thw = self._patches(clip.frames, grid)
-                    vid_patches.append(patches), vid_grids.append(thw), pieces.append(self._video_text(clip, grid))
-                else:
-                    pieces.append(part)
-            expanded.append("".join(pieces))
+        _check_placeholder_counts(texts, len(images or []), len(videos or []))
+        media = self.encode_media(images, videos)
         enc = self.tokenizer(
-            expanded, padding=True, padding_side=padding_side, return_tensors="pt", add_special_tokens=add_special_tokens
+            self.expand_text(texts, media), padding=True, padding_side=padding_side, return_tensors="pt",
+            add_special_tokens=add_special_tokens,
         )
-        data: dict[str, torch.Tensor] = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
-        if img_patches:
-            data["pixel_values"] = torch.cat(img_patches)
-            data["image_grid_thw"] = torch.tensor(img_grids, dtype=torch.long)
-        if vid_patches:
-            data["pixel_values_videos"] = torch.cat(vid_patches)
-            data["video_grid_thw"] = torch.tensor(vid_grids, dtype=torch.long)
+        data = {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], **media.tensors()}
         self._check_expansion(data)
         return BatchFeature(data)
 
