@@ -221,7 +221,8 @@ class TempFlexProcessor:
         flat = [{"role": m["role"], "content": _render_content(m["content"])} for m in messages]
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template(flat, tokenize=False, add_generation_prompt=add_generation_prompt)
-        return plain_chat(flat, add_generation_prompt=add_generation_prompt)
+        # Without a template nothing adds BOS (we tokenize with add_special_tokens=False): Gemma needs it.
+        return (self.tokenizer.bos_token or "") + plain_chat(flat, add_generation_prompt=add_generation_prompt)
 
     def prepare(self, conversations: list[list[dict]] | list[dict], **kwargs) -> BatchFeature:
         """One conversation or a batch of them, media inline as ``{"type": "image", "image": ...}`` parts."""

@@ -68,23 +68,18 @@ def _image_size(path: Path) -> MediaSize | None:
 
 
 def _video_size(path: Path) -> MediaSize:
-    import av
+    """Size from the stream header, frame count and timing from the packets (demuxed, not decoded).
 
-    try:
-        container = av.open(str(path))
-    except av.FFmpegError as exc:
-        raise ValueError(f"{path}: not a readable image or video ({exc.__class__.__name__})") from exc
-    with container:
-        if not container.streams.video:
-            raise ValueError(f"{path}: not an image or video (no video stream found)")
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate) if stream.average_rate else None
-        frames = stream.frames or None  # 0 when the container does not store a frame count
-        if frames is None and fps and container.duration:
-            frames = round(container.duration / av.time_base * fps)  # estimate from the duration
-        if not stream.width or not stream.height:
-            raise ValueError(f"{path}: video stream has no frame size")
-        return MediaSize(stream.width, stream.height, frames, fps)
+    Reuses the checks of ``tempflex.video``: anything unreadable raises its ``VideoDecodeError`` (a ValueError).
+    """
+    from tempflex.video.probe import open_video, scan_timeline
+
+    with open_video(path) as (container, stream):
+        timeline = scan_timeline(container, stream, path)
+        rate = stream.average_rate
+        width, height = stream.width, stream.height
+    fps = float(rate) if rate else timeline.num_frames / max(timeline.duration, 1e-9)
+    return MediaSize(width, height, timeline.num_frames, fps)
 
 
 def media_size(path: str | Path) -> MediaSize:
