@@ -260,3 +260,8 @@ def tokens_cmd(
             return
         options = {"strategy": strategy, "patch_size": patch_size, "frames": frames, "max_tokens": max_tokens}
         _print_count(*_count_input(size, media, options), as_json=as_json)
+
+
+from tempflex.cli_data import data_app  # noqa: E402  (sub-app; imports nothing from here at load time)
+
+app.add_typer(data_app, name="data")

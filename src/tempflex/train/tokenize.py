@@ -1,0 +1,59 @@
+"""A conversation with media -> input ids and labels on the assistant turns only.
+
+The chat is rendered turn by turn through the processor's template (the tokenizer's own, or the plain fallback),
+which splits it into segments: everything up to and including each assistant header is prompt, each answer with
+its end-of-turn text is target. Segments are expanded (visual placeholder tokens) and tokenized one by one, so the
+label mask falls exactly on token boundaries. Templates must be prefix-stable (rendering the first k turns is a
+prefix of rendering all of them), which every common chat template is; otherwise the encoder says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tempflex.processing import EncodedMedia, TempFlexProcessor
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class EncodedConversation:
+    input_ids: torch.Tensor  # (L,)
+    labels: torch.Tensor  # (L,), IGNORE_INDEX off the assistant answers
+    media: EncodedMedia
+
+
+def chat_segments(processor: TempFlexProcessor, messages: list[dict]) -> list[tuple[str, bool]]:
+    """(text, is_target) segments whose concatenation is the whole rendered chat."""
+    segments: list[tuple[str, bool]] = []
+    done = ""
+    plain = not getattr(processor.tokenizer, "chat_template", None)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = processor.apply_chat_template(messages[:i], add_generation_prompt=True)
+        full = processor.apply_chat_template(messages[: i + 1], add_generation_prompt=False)
+        if not (prompt.startswith(done) and full.startswith(prompt)):
+            raise ValueError("the chat template is not prefix-stable: cannot mask labels turn by turn")
+        answer = full[len(prompt) :]
+        if plain:  # the plain template has no end-of-turn text: teach the model to stop with EOS
+            answer += processor.tokenizer.eos_token or ""
+        segments += [(prompt[len(done) :], False), (answer, True)]
+        done = full
+    return [(text, target) for text, target in segments if text]
+
+
+def encode_conversation(
+    processor: TempFlexProcessor, messages: list[dict], media: EncodedMedia
+) -> EncodedConversation:
+    """Token ids and labels of a whole conversation whose placeholders are filled from ``media`` in order."""
+    segments = chat_segments(processor, messages)
+    expanded = processor.expand_text([text for text, _ in segments], media)
+    ids, labels = [], []
+    for text, (_, target) in zip(expanded, segments):
+        piece = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids += piece
+        labels += piece if target else [IGNORE_INDEX] * len(piece)
+    return EncodedConversation(torch.tensor(ids, dtype=torch.long), torch.tensor(labels, dtype=torch.long), media)
