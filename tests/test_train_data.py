@@ -186,20 +186,28 @@ def test_collate_pads_right_and_concatenates_visuals(tiny_data):
 
 def test_length_grouped_sampler_is_deterministic_and_shards_like_one_process():
     lengths = [(i * 37) % 101 for i in range(50)]
-    one = LengthGroupedSampler(lengths, 3, seed=1, mega=2)
-    assert list(one) == list(LengthGroupedSampler(lengths, 3, seed=1, mega=2))
+    one = LengthGroupedSampler(lengths, 3, seed=1, mega=2, per_step=4)
+    assert list(one) == list(LengthGroupedSampler(lengths, 3, seed=1, mega=2, per_step=4))
     one.set_epoch(1)
     epoch1 = list(one)
     one.set_epoch(0)
     assert list(one) != epoch1
     batches = one.micro_batches()
-    assert sorted(i for b in batches for i in b) == list(range(50))
+    assert len(batches) == 16 and len({i for b in batches for i in b}) == 48  # 4 steps of 12, 2 samples dropped
     for b in batches:  # grouped: each micro-batch comes from one sorted mega-batch
         assert [lengths[i] for i in b] == sorted((lengths[i] for i in b), reverse=True)
-    two = [list(LengthGroupedSampler(lengths, 3, seed=1, mega=2, num_replicas=2, rank=r)) for r in (0, 1)]
-    sharded = LengthGroupedSampler(lengths, 3, seed=1, mega=2, num_replicas=2).micro_batches()
-    assert [b for pair in zip(*two) for b in pair] == sharded
-    assert len(two[0]) == len(two[1])
+    # two ranks with accumulation 2 see, step by step, the micro-batches of one rank with accumulation 4
+    two = [list(LengthGroupedSampler(lengths, 3, seed=1, mega=2, num_replicas=2, rank=r, per_step=4)) for r in (0, 1)]
+    assert [b for pair in zip(*two) for b in pair] == batches
+    assert len(two[0]) == len(two[1]) == 8
+    # the samples of each step do not depend on the micro-batch size
+    def steps(micro: int, per_step: int) -> list[list[int]]:
+        batches = LengthGroupedSampler(lengths, micro, seed=1, mega=2, per_step=per_step).micro_batches()
+        return [sorted(sum(batches[j : j + per_step], [])) for j in range(0, len(batches), per_step)]
+
+    assert steps(3, 4) == steps(6, 2) == steps(12, 1)
+    with pytest.raises(ValueError, match="multiple of 2 ranks"):
+        LengthGroupedSampler(lengths, 3, num_replicas=2, per_step=3)
 
 
 # -- data check --------------------------------------------------------------------------------------------------

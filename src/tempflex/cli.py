@@ -262,6 +262,24 @@ def tokens_cmd(
         _print_count(*_count_input(size, media, options), as_json=as_json)
 
 
+@app.command("train")
+def train_cmd(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML (recipes/*.yaml, recipes/tiny/*.yaml).")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="Overrides key.sub=value, the value parsed as YAML.")
+    ] = None,
+) -> None:
+    """Train a stage from a YAML recipe; run under torchrun or accelerate launch for many processes."""
+    with user_errors():
+        from tempflex.train.recipe import load_recipe
+
+        parsed = load_recipe(recipe, overrides or [])
+        from tempflex.train.engine import train
+
+        final = train(parsed)
+        typer.echo(f"final model: {final}")
+
+
 from tempflex.cli_data import data_app  # noqa: E402  (sub-app; imports nothing from here at load time)
 
 app.add_typer(data_app, name="data")

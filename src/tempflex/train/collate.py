@@ -41,11 +41,13 @@ class LengthGroupedSampler(Sampler[list[int]]):
     """A batch sampler (``DataLoader(batch_sampler=...)``): micro-batches of similar length, shuffled, sharded
     over ``num_replicas`` ranks; deterministic per epoch.
 
-    Per epoch: a seeded permutation is cut into mega-batches of ``batch_size * num_replicas * mega`` samples, each
-    sorted by length (longest first) and cut into micro-batches, and the micro-batches are shuffled. Micro-batch k
-    goes to rank k % num_replicas, so one optimizer step of all ranks sees consecutive micro-batches, exactly as a
-    single process with the same global batch does. The list is padded by wrapping around so every rank gets the
-    same number. ``group_by_length=False`` keeps the seeded shuffle without sorting.
+    One optimizer step takes ``per_step`` micro-batches (default ``num_replicas``) of ``batch_size`` samples: a
+    step of S = batch_size * per_step samples. Per epoch a seeded permutation is cut into mega-batches of
+    ``S * mega`` samples, each sorted by length (longest first) and cut into steps of S; the steps are shuffled and
+    a last partial step is dropped (like ``drop_last``). Each step is cut into micro-batches in order, and
+    micro-batch k goes to rank k % num_replicas. Which samples form a step depends only on S, never on the
+    micro-batch size or the number of ranks, so any split of one global batch trains on the same data.
+    ``group_by_length=False`` keeps the seeded shuffle without sorting.
     """
 
     def __init__(
@@ -58,34 +60,37 @@ class LengthGroupedSampler(Sampler[list[int]]):
         rank: int = 0,
         group_by_length: bool = True,
         mega: int = 16,
+        per_step: int | None = None,
     ) -> None:
         if batch_size < 1 or num_replicas < 1 or not 0 <= rank < num_replicas:
             raise ValueError(f"bad sampler setup: batch_size={batch_size}, rank={rank}, num_replicas={num_replicas}")
+        per_step = num_replicas if per_step is None else per_step
+        if per_step < 1 or per_step % num_replicas:
+            raise ValueError(f"per_step={per_step} micro-batches must be a positive multiple of {num_replicas} ranks")
         if not lengths:
             raise ValueError("the dataset is empty")
         self.lengths = np.asarray(lengths)
         self.batch_size, self.seed, self.rank, self.num_replicas = batch_size, seed, rank, num_replicas
-        self.group_by_length, self.mega = group_by_length, mega
+        self.group_by_length, self.mega, self.per_step = group_by_length, mega, per_step
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def micro_batches(self) -> list[list[int]]:
-        """All ranks' micro-batches of this epoch, in global order (padded to a multiple of num_replicas)."""
+        """All ranks' micro-batches of this epoch, in global order, whole steps only."""
         rng = np.random.default_rng((self.seed, self.epoch))
         order = rng.permutation(len(self.lengths))
-        batches: list[list[int]] = []
-        chunk = self.batch_size * self.num_replicas * self.mega
-        for start in range(0, len(order), chunk):
-            block = order[start : start + chunk]
+        step = self.batch_size * self.per_step
+        steps: list[np.ndarray] = []
+        for start in range(0, len(order), step * self.mega):
+            block = order[start : start + step * self.mega]
             if self.group_by_length:
                 block = block[np.argsort(-self.lengths[block], kind="stable")]
-            batches += [block[i : i + self.batch_size].tolist() for i in range(0, len(block), self.batch_size)]
+            steps += [block[i : i + step] for i in range(0, len(block), step) if len(block) - i >= step]
         if self.group_by_length:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        short = -len(batches) % self.num_replicas
-        return batches + batches[:short]
+            steps = [steps[i] for i in rng.permutation(len(steps))]
+        return [s[i : i + self.batch_size].tolist() for s in steps for i in range(0, step, self.batch_size)]
 
     def __iter__(self) -> Iterator[list[int]]:
         for k, batch in enumerate(self.micro_batches()):

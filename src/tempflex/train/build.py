@@ -1,0 +1,98 @@
+"""The starting model of a run, from the recipe's ``model`` section: a checkpoint, an assembly, or a tiny model.
+
+``tiny`` builds a random TempFlex-VL of width 32 (the test suite's sizes) with a real tokenizer: a saved one
+(``tokenizer: runs/tiny/data/tokenizer``, written by the tiny-data maker ``tempflex.train.toy``) or, when none is
+given, a byte-level BPE trained here on a fixed corpus, because this machine has no model hub.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import (
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+    Siglip2VisionConfig,
+    Siglip2VisionModel,
+)
+
+from tempflex.assemble import add_placeholder_tokens, assemble
+from tempflex.configuration import SO400M_NAFLEX, TempFlexConfig
+from tempflex.modeling import TempFlexForConditionalGeneration
+from tempflex.processing import ProcessorSettings, TempFlexProcessor
+from tempflex.train.recipe import AssembleSpec, ModelSpec, TinySpec
+
+CORPUS = [
+    "User: what happens in the video? Assistant: a red ball moves to the left.",
+    "The camera pans right while a bird flies over the bikes and the bunny.",
+    "Describe the image. A cat sits on a rock near a coffee cup.",
+] * 20
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|start|>{{ m['role'] }}\n{{ m['content'] }}<|end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|start|>assistant\n{% endif %}"
+)
+
+
+def builtin_tokenizer() -> PreTrainedTokenizerFast:
+    """A 400-token byte-level BPE with a chat template, trained deterministically on ``CORPUS``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|pad|>", "<|eos|>", "<|start|>", "<|end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|eos|>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def _text_config(spec: TinySpec) -> dict:
+    common = {
+        "hidden_size": spec.width, "intermediate_size": 2 * spec.width, "num_hidden_layers": spec.layers,
+        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": spec.width // 4, "max_position_embeddings": 8192,
+    }
+    if spec.text == "qwen3":
+        return dict(model_type="qwen3", tie_word_embeddings=True, **common)
+    layer_types = ["sliding_attention"] * (spec.layers - 1) + ["full_attention"]
+    return dict(model_type="gemma3_text", sliding_window=64, layer_types=layer_types, **common)
+
+
+def build_tiny(spec: TinySpec, seed: int) -> tuple[TempFlexForConditionalGeneration, TempFlexProcessor]:
+    """A random tiny model (fixed seed) and its processor."""
+    tokenizer: PreTrainedTokenizerBase = (
+        AutoTokenizer.from_pretrained(spec.tokenizer) if spec.tokenizer else builtin_tokenizer()
+    )
+    vision = {"hidden_size": spec.width, "intermediate_size": 2 * spec.width, "num_hidden_layers": spec.layers,
+                  "num_attention_heads": 4, "num_patches": 16}
+    config = TempFlexConfig(vision_config=vision, text_config=_text_config(spec),
+                            **{"tff_num_layers": spec.tff_layers, **spec.config})
+    add_placeholder_tokens(tokenizer, config)
+    config.text_config.vocab_size = len(tokenizer)
+    config.text_config.pad_token_id = tokenizer.pad_token_id
+    config.text_config.eos_token_id = tokenizer.eos_token_id
+    config.text_config.bos_token_id = None
+    torch.manual_seed(seed)
+    model = TempFlexForConditionalGeneration(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model, TempFlexProcessor(tokenizer, ProcessorSettings.from_config(config))
+
+
+def build_assembled(spec: AssembleSpec, seed: int) -> tuple[TempFlexForConditionalGeneration, TempFlexProcessor]:
+    torch.manual_seed(seed)
+    vision = spec.vision or Siglip2VisionModel(Siglip2VisionConfig(**SO400M_NAFLEX))
+    return assemble(vision, spec.llm, spec.tokenizer, gguf_file=spec.gguf_file, **spec.config)
+
+
+def build_model(spec: ModelSpec, seed: int) -> tuple[TempFlexForConditionalGeneration, TempFlexProcessor]:
+    """(model in fp32, processor) as the recipe's ``model`` section says."""
+    if spec.from_pretrained is not None:
+        model = TempFlexForConditionalGeneration.from_pretrained(spec.from_pretrained, dtype=torch.float32)
+        return model, TempFlexProcessor.from_pretrained(spec.from_pretrained)
+    if spec.assemble is not None:
+        return build_assembled(spec.assemble, seed)
+    return build_tiny(spec.tiny, seed)
