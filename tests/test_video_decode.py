@@ -6,6 +6,7 @@ backend parity are checked against it; no mocks.
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,8 +17,9 @@ import torch
 
 from tempflex import samples
 from tempflex.media import VideoClip
-from tempflex.video import DecodedVideo, load_video
-from tempflex.video.plan import plan_runs
+from tempflex.video import DecodedVideo, backends, decode, load_video
+from tempflex.video.plan import Run, plan_runs, split_runs
+from tempflex.video.probe import IndexMismatch, read_timeline
 from tempflex.video.sampling import nearest_frames, select_frames
 
 VIDEOS = {p.name: p for p in samples.sample_videos()}
@@ -36,13 +38,17 @@ def write_video(
     time_base: Fraction = Fraction(1, 10),
     rotation: int = 0,
     gop: int = 12,
+    preset: str = "ultrafast",
 ) -> Path:
-    """Encode (T, H, W, 3) uint8 frames as H.264 with the given pts (default 0, 1, 2, ...) in ``time_base``."""
+    """Encode (T, H, W, 3) uint8 frames as H.264 with the given pts (default 0, 1, 2, ...) in ``time_base``.
+
+    x264's "ultrafast" preset makes no B-frames, "veryfast" does (frames reordered: pts != dts).
+    """
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=int(1 / time_base) if time_base.numerator == 1 else 25)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         stream.time_base = time_base
-        stream.options = {"g": str(gop), "preset": "ultrafast"}
+        stream.options = {"g": str(gop), "preset": preset}
         if rotation:
             stream.set_display_rotation(rotation)
         for i, image in enumerate(frames):
@@ -200,6 +206,108 @@ def test_fewer_frames_than_asked_never_repeats_a_frame(tmp_path):
 def test_bad_arguments_are_value_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         load_video(sample_video("bikes.mp4"), **kwargs)
+
+
+# ---- the mp4-index timeline and parallel decoders -------------------------------------------------------------
+
+
+def moving_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
+    """(T, H, W, 3) frames with a bar moving across, so that P- and B-frames carry real motion."""
+    frames = counter_frames(count, height, width)
+    for i in range(count):
+        frames[i, :, (3 * i) % (width - 8) : (3 * i) % (width - 8) + 8] = 255
+    return frames
+
+
+def generated(tmp_path: Path, kind: str) -> Path:
+    """Small H.264 mp4s: without B-frames (the index path), with B-frames, and variable frame rate."""
+    if kind == "no-bframes":
+        return write_video(tmp_path / "p.mp4", moving_frames(150), gop=40)
+    if kind == "bframes":
+        return write_video(tmp_path / "b.mp4", moving_frames(150), gop=40, preset="veryfast")
+    pts = [0, 40, 80, 200, 210, 220, 600, 640, 700, 900]  # ms
+    return write_video(tmp_path / "vfr.mp4", moving_frames(len(pts)), pts, Fraction(1, 1000), gop=4)
+
+
+def assert_same_timeline(a, b) -> None:
+    np.testing.assert_array_equal(a.pts, b.pts)
+    np.testing.assert_array_equal(a.keyframe, b.keyframe)
+    assert (a.time_base, a.start_pts, a.end_pts, a.truncated) == (
+        b.time_base,
+        b.start_pts,
+        b.end_pts,
+        b.truncated,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "source"),
+    [
+        ("bigbuckbunny.mp4", "index"),
+        ("bikes.mp4", "scan"),
+        ("no-bframes", "index"),
+        ("bframes", "scan"),
+        ("vfr", "scan"),
+    ],
+)
+def test_index_timeline_equals_the_full_scan_or_falls_back(tmp_path, kind, source):
+    path = sample_video(kind) if kind.endswith(".mp4") else generated(tmp_path, kind)
+    fast, _ = read_timeline(path, 1 << 30, use_index=True)
+    scan, _ = read_timeline(path, 1 << 30, use_index=False)
+    assert (fast.source, scan.source) == (source, "scan")  # B-frames and variable frame rate fall back
+    assert_same_timeline(fast, scan)
+
+
+@pytest.mark.parametrize("kind", ["bigbuckbunny.mp4", "no-bframes", "bframes"])
+@pytest.mark.parametrize("request_", [{"num_frames": 6}, {"num_frames": 40}, {"fps": 3.0, "start": 0.5}])
+def test_index_path_returns_the_frames_and_times_of_the_scan_path(tmp_path, kind, request_):
+    path = sample_video(kind) if kind.endswith(".mp4") else generated(tmp_path, kind)
+    request = {"num_frames": None, "fps": None, "max_frames": None, "start": None, "end": None, **request_}
+    fast = decode._attempt(path, request, "auto", 1 << 30, use_index=True)
+    scan = decode._attempt(path, request, "auto", 1 << 30, use_index=False)
+    assert_same_timeline(fast.timeline, scan.timeline)
+    np.testing.assert_array_equal(fast.wanted, scan.wanted)
+    assert fast.buffer.filled.all() and scan.buffer.filled.all()
+    np.testing.assert_array_equal(fast.buffer.frames(), scan.buffer.frames())
+
+
+def test_index_path_on_a_plain_decode(tmp_path):
+    path = generated(tmp_path, "no-bframes")
+    with av.open(str(path)) as container:
+        plain = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])  # (150, H, W, 3)
+    video = load_video(path, num_frames=7)
+    assert video.timestamps == [i / 10 for i in video.indices]
+    np.testing.assert_array_equal(video.frames.numpy(), plain[video.indices])
+
+
+def test_a_packet_that_contradicts_the_index_raises_index_mismatch():
+    path = sample_video("bikes.mp4")  # B-frames: its pts are not its dts
+    timeline, _ = read_timeline(path, 1 << 30)
+    assert timeline.source == "scan"
+    runs = plan_runs(np.array([3, 100, 200]), timeline.keyframe_before(), "seek")
+    with pytest.raises(IndexMismatch):
+        backends.decode_pyav(path, dataclasses.replace(timeline, source="index"), runs, 1 << 30)
+
+
+@pytest.mark.parametrize("kind", ["bikes.mp4", "no-bframes", "bframes"])
+def test_parallel_decoders_return_the_frames_of_one_decoder(tmp_path, kind):
+    path = sample_video(kind) if kind.endswith(".mp4") else generated(tmp_path, kind)
+    timeline, _ = read_timeline(path, 1 << 30)
+    wanted = np.unique(np.linspace(5, timeline.num_frames - 1, 9).astype(int))
+    runs = plan_runs(wanted, timeline.keyframe_before(), "seek")
+    assert len(split_runs(runs, 2)) == 2  # really split
+    one, stats_one = backends.decode_pyav(path, timeline, runs, 1 << 30, workers=1)
+    two, stats_two = backends.decode_pyav(path, timeline, runs, 1 << 30, workers=2)
+    assert one.filled.all() and two.filled.all() and stats_two.seeks >= stats_one.seeks
+    np.testing.assert_array_equal(one.frames(), two.frames())
+
+
+def test_split_runs_balances_contiguous_groups_or_keeps_one():
+    runs = [Run(seek_index=25 * i, wanted=[25 * i + 10]) for i in range(6)]  # 6 runs of equal cost
+    assert [[r.seek_index for r in g] for g in split_runs(runs, 2)] == [[0, 25, 50], [75, 100, 125]]
+    assert len(split_runs(runs, 3)) == 3 and split_runs(runs, 1) == [runs]
+    lopsided = [Run(0, [900]), Run(1000, [1001])]  # one run holds nearly all the work: not worth splitting
+    assert split_runs(lopsided, 2) == [lopsided]
 
 
 # ---- pure sampling and planning -------------------------------------------------------------------------------

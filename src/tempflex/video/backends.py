@@ -1,13 +1,21 @@
 """The decoders behind ``load_video``: PyAV (default) following a plan of runs, and decord (optional).
 
 Both return the kept frames as (H, W, 3) uint8 arrays with rotation applied. Only kept frames are converted to
-RGB; the others are decoded (they are needed as references) and dropped. PyAV decodes with FFmpeg's frame and
-slice threads (``thread_type="AUTO"``).
+RGB; the others are decoded (they are needed as references) and dropped.
+
+PyAV threading: a plan of one run (a sequential pass) is decoded by one decoder with FFmpeg's frame and slice
+threads (``thread_type="AUTO"``). A plan of several runs (keyframe seeks) is split into contiguous groups of
+about equal cost (``plan.split_runs``), each decoded by its own container and single-threaded decoder in a
+Python thread (PyAV releases the GIL while FFmpeg decodes). GOPs are independent, so this parallelism costs no
+synchronisation per frame and no frame-thread pipeline refill after each seek, which on small frames eat what
+frame threads gain. Frames are bit-identical either way.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Container, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,8 +23,8 @@ import av
 import numpy as np
 
 from tempflex.video.errors import VideoDecodeError
-from tempflex.video.plan import Run
-from tempflex.video.probe import Timeline, open_video
+from tempflex.video.plan import Run, split_runs
+from tempflex.video.probe import IndexMismatch, Timeline, open_video
 
 
 @dataclass
@@ -24,6 +32,11 @@ class DecodeStats:
     decoded: int = 0  # frames that came out of the decoder, kept or not (skipped non-reference ones are not)
     errors: int = 0  # packets the decoder rejected
     seeks: int = 0
+
+    def add(self, other: DecodeStats) -> None:
+        self.decoded += other.decoded
+        self.errors += other.errors
+        self.seeks += other.seeks
 
 
 def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
@@ -35,17 +48,24 @@ def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
 
 
 def _frames(
-    container: av.container.InputContainer, stream, keep: Container[int], stats: DecodeStats
+    container: av.container.InputContainer,
+    stream,
+    keep: Container[int],
+    stats: DecodeStats,
+    pts_is_dts: bool = False,
 ) -> Iterator[av.VideoFrame]:
     """Decoded frames from the demuxer's position on; packets the decoder rejects are counted and skipped.
 
     Packets of frames not in ``keep`` (pts) are decoded with ``skip_frame="NONREF"``: a frame no other frame
     refers to (most B-frames) is then not decoded at all, while every reference frame still is, so kept
-    frames are bit-identical. FFmpeg's frame threads pick the setting up per packet.
+    frames are bit-identical. FFmpeg's frame threads pick the setting up per packet. ``pts_is_dts``: the
+    timeline came from the index, which holds dts; a packet whose pts differs raises ``IndexMismatch``.
     """
     codec = stream.codec_context
     try:
         for packet in container.demux(stream):
+            if pts_is_dts and packet.size and packet.pts != packet.dts:
+                raise IndexMismatch(f"packet pts {packet.pts} != dts {packet.dts}")
             mode = "DEFAULT" if packet.pts is None or packet.pts in keep else "NONREF"
             if codec.skip_frame != mode:
                 codec.skip_frame = mode
@@ -76,10 +96,13 @@ class FrameBuffer:
     def __init__(self, count: int) -> None:
         self.data: np.ndarray | None = None
         self.filled = np.zeros(count, dtype=bool)
+        self._allocating = threading.Lock()  # parallel decoders fill distinct slots, but allocate once
 
     def put(self, slot: int, image: np.ndarray) -> None:
         if self.data is None:
-            self.data = np.empty((len(self.filled), *image.shape), dtype=np.uint8)  # (T, H, W, 3)
+            with self._allocating:
+                if self.data is None:
+                    self.data = np.empty((len(self.filled), *image.shape), dtype=np.uint8)  # (T, H, W, 3)
         self.data[slot] = image
         self.filled[slot] = True
 
@@ -90,20 +113,22 @@ class FrameBuffer:
         return self.data if self.filled.all() else self.data[self.filled]
 
 
-def decode_pyav(
-    path: Path, timeline: Timeline, runs: list[Run], max_pixels: int
-) -> tuple[FrameBuffer, DecodeStats]:
-    """The wanted frames of ``runs`` (slots in the order of all wanted indices) and what decoding cost.
-
-    A frame is matched to the timeline by its pts. Frames that fail to decode, or that the decoder flags as
-    corrupt, leave their slot empty.
-    """
+def _decode_runs(
+    path: Path,
+    timeline: Timeline,
+    runs: list[Run],
+    slot_of: dict[int, int],
+    buffer: FrameBuffer,
+    max_pixels: int,
+    frame_threads: bool,
+) -> DecodeStats:
+    """Decode ``runs`` on one container into ``buffer``; ``frame_threads``: FFmpeg threads, else one thread."""
     stats = DecodeStats()
-    wanted = [i for run in runs for i in run.wanted]  # sorted: runs are in order
-    buffer = FrameBuffer(len(wanted))
-    slot_of = {int(timeline.pts[i]): slot for slot, i in enumerate(wanted)}
     with open_video(path, max_pixels) as (container, stream):
-        stream.thread_type = "AUTO"
+        if frame_threads:
+            stream.thread_type = "AUTO"
+        else:
+            stream.codec_context.thread_count = 1
         width, height = stream.width, stream.height
         for n, run in enumerate(runs):
             if n > 0 or run.seek_index > 0:  # a freshly opened container already stands at frame 0
@@ -112,7 +137,8 @@ def decode_pyav(
                 )
                 stats.seeks += 1
             last = int(timeline.pts[run.wanted[-1]])
-            for frame in _frames(container, stream, slot_of.keys(), stats):
+            check = timeline.source == "index"
+            for frame in _frames(container, stream, slot_of.keys(), stats, pts_is_dts=check):
                 if frame.pts is None:
                     continue
                 slot = slot_of.get(frame.pts)
@@ -120,6 +146,33 @@ def decode_pyav(
                     buffer.put(slot, _to_rgb(frame, width, height))
                 if frame.pts >= last:
                     break
+    return stats
+
+
+def decode_pyav(
+    path: Path, timeline: Timeline, runs: list[Run], max_pixels: int, workers: int = 1
+) -> tuple[FrameBuffer, DecodeStats]:
+    """The wanted frames of ``runs`` (slots in the order of all wanted indices) and what decoding cost.
+
+    ``workers``: at most this many decoders in parallel (see the module docstring). A frame is matched to the
+    timeline by its pts. Frames that fail to decode, or that the decoder flags as corrupt, leave their slot
+    empty. Raises ``IndexMismatch`` if an index timeline turns out not to hold the presentation times.
+    """
+    wanted = [i for run in runs for i in run.wanted]  # sorted: runs are in order
+    buffer = FrameBuffer(len(wanted))
+    slot_of = {int(timeline.pts[i]): slot for slot, i in enumerate(wanted)}
+    groups = split_runs(runs, workers)
+    if len(groups) == 1:
+        stats = _decode_runs(path, timeline, runs, slot_of, buffer, max_pixels, frame_threads=True)
+        return buffer, stats
+    stats = DecodeStats()
+    with ThreadPoolExecutor(max_workers=len(groups)) as pool:
+        futures = [
+            pool.submit(_decode_runs, path, timeline, group, slot_of, buffer, max_pixels, False)
+            for group in groups
+        ]
+        for future in futures:
+            stats.add(future.result())
     return buffer, stats
 
 

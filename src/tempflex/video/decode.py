@@ -2,16 +2,19 @@
 
 Shapes: T frames kept, H x W pixels after rotation; frames are (T, H, W, 3) uint8.
 
-The PyAV path: open and check the file (``probe``), demux its packets without decoding to list every frame's
-pts and keyframe flag (``Timeline``), pick the frames (``sampling``), plan sequential decoding vs keyframe seeks
-(``plan``), decode (``backends``). The decord path uses decord's own frame index and ``get_batch`` with the same
+The PyAV path: open and check the file (``probe``), list every frame's pts and keyframe flag (``Timeline``, from
+the mp4 index when it is exact, else by demuxing every packet without decoding), pick the frames (``sampling``),
+plan sequential decoding vs keyframe seeks (``plan``), decode (``backends``, seeks spread over parallel
+decoders, one per CPU up to ``MAX_WORKERS``). The decord path uses decord's own frame index and ``get_batch`` with the same
 sampling. See docs/video.md for every bad-input behaviour.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
@@ -21,11 +24,19 @@ import torch
 from tempflex.media import VideoClip
 from tempflex.video import backends
 from tempflex.video.errors import VideoDecodeError
-from tempflex.video.plan import STRATEGIES, Strategy, plan_runs
-from tempflex.video.probe import DEFAULT_MAX_PIXELS, check_path, open_video, scan_timeline
+from tempflex.video.plan import STRATEGIES, Run, Strategy, plan_runs
+from tempflex.video.probe import (
+    DEFAULT_MAX_PIXELS,
+    IndexMismatch,
+    Timeline,
+    check_path,
+    open_video,
+    read_timeline,
+)
 from tempflex.video.sampling import select_frames, validate_request
 
 Backend = Literal["pyav", "decord"]
+MAX_WORKERS = 4  # parallel decoders for keyframe seeks; each opens the file and holds a decoder
 
 
 @dataclass
@@ -75,24 +86,51 @@ def _kept(
     return torch.from_numpy(frames), [int(i) for i in wanted[filled]]
 
 
-def _load_pyav(path: Path, request: dict, strategy: Strategy, max_pixels: int) -> DecodedVideo:
-    with open_video(path, max_pixels) as (container, stream):
-        timeline = scan_timeline(container, stream, path)
-        rate = stream.average_rate
-    times = timeline.times
-    start, end = _window(path, timeline.duration, request.pop("start"), request.pop("end"))
-    wanted = select_frames(times, start, end, **request)
+def _workers() -> int:
+    """Parallel decoders: the CPUs this process may run on, up to ``MAX_WORKERS``."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cpus, MAX_WORKERS))
+
+
+@dataclass
+class _Attempt:
+    """One pass of the PyAV path: the timeline, what was wanted, how it was reached, and what came out."""
+
+    timeline: Timeline
+    rate: Fraction | None  # the stream's average frame rate
+    wanted: np.ndarray  # (T,) sorted frame indices
+    runs: list[Run]
+    buffer: backends.FrameBuffer
+    stats: backends.DecodeStats
+
+
+def _attempt(path: Path, request: dict, strategy: Strategy, max_pixels: int, use_index: bool) -> _Attempt:
+    """Timeline, sampling, plan and decode; ``IndexMismatch`` escapes if the index timeline proves wrong."""
+    timeline, rate = read_timeline(path, max_pixels, use_index)
+    start, end = _window(path, timeline.duration, request["start"], request["end"])
+    sizes = {key: request[key] for key in ("num_frames", "fps", "max_frames")}
+    wanted = select_frames(timeline.times, start, end, **sizes)
     if len(wanted) == 0:
         raise VideoDecodeError(path, f"no frame in the window [{start:g}, {end:g}) s")
     runs = plan_runs(wanted, timeline.keyframe_before(), strategy)
-    buffer, stats = backends.decode_pyav(path, timeline, runs, max_pixels)
-    frames, order = _kept(path, buffer.frames(), buffer.filled, wanted)
+    buffer, stats = backends.decode_pyav(path, timeline, runs, max_pixels, workers=_workers())
+    return _Attempt(timeline, rate, wanted, runs, buffer, stats)
+
+
+def _load_pyav(path: Path, request: dict, strategy: Strategy, max_pixels: int) -> DecodedVideo:
+    try:
+        got = _attempt(path, request, strategy, max_pixels, use_index=True)
+    except IndexMismatch:  # the mp4 index was not the presentation order after all: start again from a scan
+        got = _attempt(path, request, strategy, max_pixels, use_index=False)
+    timeline, wanted, runs, stats = got.timeline, got.wanted, got.runs, got.stats
+    times = timeline.times
+    frames, order = _kept(path, got.buffer.frames(), got.buffer.filled, wanted)
     skipped = len(wanted) - len(order)
     if skipped:
         warnings.warn(
             f"{path}: {skipped} of {len(wanted)} frames could not be decoded and were skipped", stacklevel=3
         )
-    fps = float(rate) if rate else timeline.num_frames / max(timeline.duration, 1e-9)
+    fps = float(got.rate) if got.rate else timeline.num_frames / max(timeline.duration, 1e-9)
     return DecodedVideo(
         frames=frames,
         timestamps=[float(times[i]) for i in order],

@@ -18,6 +18,7 @@ without decoding (``Timeline``); the estimate ignores B-frame reordering, which 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -25,6 +26,7 @@ import numpy as np
 Strategy = Literal["auto", "sequential", "seek"]
 STRATEGIES = ("auto", "sequential", "seek")
 SEEK_COST = 6  # frames; about the decode-pipeline refill after a flush with 2-4 frame threads
+PARALLEL_MAX_SHARE = 0.75  # split runs over decoders only if no group is left with more of the work than this
 
 
 @dataclass
@@ -60,3 +62,23 @@ def plan_runs(wanted: np.ndarray, keyframe_before: np.ndarray, strategy: Strateg
 def plan_cost(runs: list[Run]) -> int:
     """Frames the plan decodes, by the model above (seeks not counted)."""
     return sum(run.wanted[-1] - run.seek_index + 1 for run in runs)
+
+
+def split_runs(runs: list[Run], parts: int) -> list[list[Run]]:
+    """``runs`` cut into at most ``parts`` contiguous groups of about equal cost, for parallel decoders.
+
+    A run costs its frames plus ``SEEK_COST``. One group (all runs on one decoder) when there is one run or
+    part, or when the runs cannot be balanced: a group with more than ``PARALLEL_MAX_SHARE`` of the cost would
+    gain little from the split and lose the frame threads of a single decoder.
+    """
+    if parts < 2 or len(runs) < 2:
+        return [runs]
+    costs = np.array([run.wanted[-1] - run.seek_index + 1 + SEEK_COST for run in runs])
+    ends = np.cumsum(costs)
+    shares = ends[-1] * np.arange(1, parts) / parts
+    cuts = [int(np.argmin(np.abs(ends - share))) + 1 for share in shares]  # after the run ending nearest each
+    bounds = sorted({0, len(runs), *cuts})
+    spans = list(pairwise(bounds))
+    groups = [runs[a:b] for a, b in spans]
+    largest = max(int(costs[a:b].sum()) for a, b in spans)
+    return groups if len(groups) > 1 and largest <= PARALLEL_MAX_SHARE * ends[-1] else [runs]
