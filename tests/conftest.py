@@ -7,24 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from tempflex.assemble import add_placeholder_tokens
 from tempflex.configuration import TempFlexConfig
 from tempflex.modeling import TempFlexForConditionalGeneration
 from tempflex.processing import ProcessorSettings, TempFlexProcessor
-
-CORPUS = [
-    "User: what happens in the video? Assistant: a red ball moves to the left.",
-    "The camera pans right while a bird flies over the bikes and the bunny.",
-    "Describe the image. A cat sits on a rock near a coffee cup.",
-] * 20
-
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|start|>{{ m['role'] }}\n{{ m['content'] }}<|end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|start|>assistant\n{% endif %}"
-)
+from tempflex.train.build import builtin_tokenizer
 
 TEXT_CONFIGS = {
     "qwen3": dict(
@@ -41,18 +30,11 @@ VISION_CONFIG = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, 
 
 
 def make_tokenizer(chat_template: bool = True) -> PreTrainedTokenizerFast:
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|pad|>", "<|eos|>", "<|start|>", "<|end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tok.train_from_iterator(CORPUS, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|eos|>")
-    if chat_template:
-        fast.chat_template = CHAT_TEMPLATE
-    return fast
+    """The library's offline byte-level BPE (a real tokenizer trained here), with or without a chat template."""
+    tokenizer = builtin_tokenizer()
+    if not chat_template:
+        tokenizer.chat_template = None
+    return tokenizer
 
 
 def tiny_config(text: str = "qwen3", **overrides) -> tuple[TempFlexConfig, PreTrainedTokenizerFast]:

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from conftest import TEXT_CONFIGS, VISION_CONFIG, make_tokenizer, skimage_photo
 from PIL import Image
 from transformers import AutoModelForCausalLM, Siglip2Config, Siglip2Model
 
-from conftest import TEXT_CONFIGS, VISION_CONFIG, make_tokenizer, skimage_photo
 from tempflex import TempFlexForConditionalGeneration, TempFlexProcessor
 from tempflex.assemble import assemble
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import perturb_tff, random_image, tiny_model
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
 
-from conftest import perturb_tff, random_image, tiny_model
 from tempflex import PlaceholderMismatchError, TempFlexForConditionalGeneration, TempFlexProcessor
 from tempflex.media import VideoClip
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from conftest import random_image, skimage_photo, tiny_config
 from PIL import Image
 
-from conftest import random_image, skimage_photo, tiny_config
 from tempflex.media import VideoClip
 from tempflex.processing import ProcessorSettings, TempFlexProcessor, plain_chat
 

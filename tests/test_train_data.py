@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_config
 from typer.testing import CliRunner
 
-from conftest import tiny_config
 from tempflex.cli import app
 from tempflex.processing import ProcessorSettings, TempFlexProcessor
 from tempflex.train.check import check_mixture

@@ -3,8 +3,8 @@
 import re
 
 import torch
-
 from conftest import tiny_model
+
 from tempflex.samples import sample_videos
 from tempflex.video import load_video
 

@@ -9,7 +9,7 @@ from tempflex.modeling import PlaceholderMismatchError, TempFlexForConditionalGe
 from tempflex.processing import TempFlexProcessor
 
 __version__ = "0.1.0"
-__all__ = ["TempFlexConfig", "TempFlexForConditionalGeneration", "TempFlexProcessor", "PlaceholderMismatchError"]
+__all__ = ["PlaceholderMismatchError", "TempFlexConfig", "TempFlexForConditionalGeneration", "TempFlexProcessor"]
 
 
 def _register_auto_classes() -> None:

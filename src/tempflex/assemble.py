@@ -11,8 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
-from transformers import Siglip2VisionModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Siglip2VisionModel,
+)
 
 from tempflex.configuration import TempFlexConfig
 from tempflex.modeling import TempFlexForConditionalGeneration

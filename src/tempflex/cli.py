@@ -280,6 +280,6 @@ def train_cmd(
         typer.echo(f"final model: {final}")
 
 
-from tempflex.cli_data import data_app  # noqa: E402  (sub-app; imports nothing from here at load time)
+from tempflex.cli_data import data_app
 
 app.add_typer(data_app, name="data")

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel, Siglip2VisionModel
-from transformers import initialization as init
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from tempflex.configuration import TempFlexConfig

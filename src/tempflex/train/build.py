@@ -21,6 +21,7 @@ from tempflex.configuration import SO400M_NAFLEX, TempFlexConfig
 from tempflex.modeling import TempFlexForConditionalGeneration
 from tempflex.processing import ProcessorSettings, TempFlexProcessor
 from tempflex.train.recipe import AssembleSpec, ModelSpec, TinySpec
+from tempflex.train.toy import bpe_tokenizer
 
 CORPUS = [
     "User: what happens in the video? Assistant: a red ball moves to the left.",
@@ -35,19 +36,8 @@ CHAT_TEMPLATE = (
 
 def builtin_tokenizer() -> PreTrainedTokenizerFast:
     """A 400-token byte-level BPE with a chat template, trained deterministically on ``CORPUS``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<|pad|>", "<|eos|>", "<|start|>", "<|end|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tok.train_from_iterator(CORPUS, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|eos|>")
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
+    return bpe_tokenizer(CORPUS, vocab_size=400, specials=["<|pad|>", "<|eos|>", "<|start|>", "<|end|>"],
+                         pad="<|pad|>", eos="<|eos|>", chat_template=CHAT_TEMPLATE)
 
 
 def _text_config(spec: TinySpec) -> dict:

@@ -70,7 +70,7 @@ def _photos(out: Path) -> dict[str, str]:
 def _clip(source: Path, target: Path, start: float, seconds: float = 1.2, width: int = 128) -> None:
     video = load_video(source, fps=10.0, start=start, end=start + seconds)
     frames = video.frames.numpy()
-    height = int(round(frames.shape[1] * width / frames.shape[2] / 2)) * 2
+    height = round(frames.shape[1] * width / frames.shape[2] / 2) * 2
     with av.open(str(target), "w") as container:
         stream = container.add_stream("libx264", rate=10)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -130,18 +130,26 @@ def make_tiny_data(out: str | Path) -> Path:
     return out
 
 
-def _tokenizer(texts: list[str]):
-    """A byte-level BPE (vocabulary 512) trained on the data's own text, with a ChatML-style template."""
+def bpe_tokenizer(
+    texts: list[str], *, vocab_size: int, specials: list[str], pad: str, eos: str, chat_template: str | None
+):
+    """A byte-level BPE trained deterministically on ``texts`` (offline: no hub), as a transformers tokenizer."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
+    tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    specials = ["<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=specials, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts * 4, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<|pad|>", eos_token="<|endoftext|>")
-    fast.chat_template = CHAT_TEMPLATE
+    tok.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=pad, eos_token=eos)
+    fast.chat_template = chat_template
     return fast
+
+
+def _tokenizer(texts: list[str]):
+    """A byte-level BPE (vocabulary 512) trained on the data's own text, with a ChatML-style template."""
+    specials = ["<|pad|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    return bpe_tokenizer(texts * 4, vocab_size=512, specials=specials, pad="<|pad|>", eos="<|endoftext|>",
+                         chat_template=CHAT_TEMPLATE)
