@@ -63,7 +63,9 @@ def main() -> None:
     # gradient checkpointing: a wider, deeper tiny model on stage-4 data with more frames, off then on; RSS is a
     # process-lifetime maximum, so each run is measured alone under its own wrapper process
     gc_rows = ["| gradient checkpointing | step samples/s | peak RSS MiB |", "|---|---:|---:|"]
-    stats = {flag: measure_rss(args.workdir, flag) for flag in ("false", "true")}
+    rounds = [{flag: measure_rss(args.workdir, flag) for flag in ("false", "true")} for _ in range(2)]
+    stats = {flag: {"rss": max(r[flag]["rss"] for r in rounds),  # alternate runs; best speed of each
+                    "samples_per_s": max(r[flag]["samples_per_s"] for r in rounds)} for flag in ("false", "true")}
     for flag, st in stats.items():
         gc_rows.append(f"| {flag} | {st['samples_per_s']:.2f} | {st['rss']:.0f} |")
     saving = 1 - stats["true"]["rss"] / stats["false"]["rss"]

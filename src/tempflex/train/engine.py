@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, DistributedType, InitProcessGroupKwargs, set_seed
+from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, set_seed
 from torch.utils.data import DataLoader, Dataset
 from transformers import get_cosine_schedule_with_warmup
 
@@ -225,12 +225,13 @@ class Trainer:
                              device=self.acc.device)
         tokens, samples, visual = self.acc.reduce(local, "sum").tolist()
         num_items = max(tokens, 1.0) / (self.accum * self.acc.num_processes)
-        loss_sum, parts = 0.0, {}
+        loss_sum, parts, grad_norm = 0.0, {}, None
         for batch in micro:
             with self.acc.accumulate(self.model):
                 out = self._micro_loss(batch, num_items)
-                self.acc.backward(out.loss)
-                self._clip()
+                self.acc.backward(out.loss)  # under DeepSpeed this also runs the optimizer step at the boundary
+                if self.acc.sync_gradients:
+                    grad_norm = self._clip()
                 self.optimizer.step()
                 self.optimizer.zero_grad()
             loss_sum += float(out.loss.detach())
@@ -243,7 +244,8 @@ class Trainer:
         sums = (self.acc.reduce(sums, "sum") / (self.accum * self.acc.num_processes)).tolist()
         seconds = time.perf_counter() - start
         return {"loss": sums[0], **({"parts": dict(zip(names, sums[1:]))} if len(names) > 1 else {}),
-                "lr": lrs, "samples_per_s": samples / seconds,
+                **({"grad_norm": grad_norm} if grad_norm is not None else {}), "lr": lrs,
+                "samples_per_s": samples / seconds,
                 "visual_tokens_per_sample": visual / max(samples, 1.0), "seconds": seconds}
 
     def _micro_loss(self, batch: dict | list[dict], num_items: float) -> ct.MicroLoss:
@@ -257,10 +259,16 @@ class Trainer:
         out.loss = out.loss + ct.idle_term(self.acc.unwrap_model(self.model), first)
         return out
 
-    def _clip(self) -> None:
-        clip = self.recipe.optim.grad_clip
-        if clip and self.acc.sync_gradients and self.acc.distributed_type != DistributedType.DEEPSPEED:
-            self.acc.clip_grad_norm_(self.model.parameters(), clip)  # DeepSpeed clips inside its step
+    def _clip(self) -> float | None:
+        """Clip the step's gradients to ``optim.grad_clip``; returns their global norm before clipping.
+
+        Under DeepSpeed the clip (and the step) already happened inside ``backward`` and accelerate only reports
+        DeepSpeed's norm. The norm is logged because it is the one figure that exposes a wrong loss scale (e.g.
+        dividing by the accumulation steps twice): AdamW's update is invariant to a constant gradient factor.
+        """
+        clip = self.recipe.optim.grad_clip or math.inf  # inf: measure only (the factor is clamped to 1)
+        norm = self.acc.clip_grad_norm_(self.model.parameters(), clip)
+        return None if norm is None else float(norm)
 
 
 def train(recipe: Recipe, parts: TrainParts | None = None) -> Path:

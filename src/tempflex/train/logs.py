@@ -2,7 +2,7 @@
 
 Every ``log.every`` optimizer steps (and at the last step) one record goes out: step, epoch, loss (the token-mean
 LM loss of the global batch; with co-training the sum over budgets plus the distillation terms, and each part),
-learning rate per module, samples/s, visual tokens per sample. Tensorboard and wandb are used only when asked for
+learning rate per module, gradient norm before clipping, samples/s, visual tokens per sample. Tensorboard and wandb are used only when asked for
 and installed; asked for but missing, they are skipped with one warning.
 """
 
