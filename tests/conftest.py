@@ -51,7 +51,7 @@ def tiny_config(text: str = "qwen3", **overrides) -> tuple[TempFlexConfig, PreTr
 
 
 def tiny_model(text: str = "qwen3", seed: int = 0, **overrides):
-    """(model, processor) with random weights from a fixed seed; TFF and norms perturbed off their identity init."""
+    """(model, processor) with random weights from a fixed seed; TFF is the identity (see ``perturb_tff``)."""
     config, tokenizer = tiny_config(text, **overrides)
     torch.manual_seed(seed)
     model = TempFlexForConditionalGeneration(config).eval()

@@ -204,3 +204,12 @@ def test_videos_of_one_shape_share_a_tff_batch_with_the_same_result():
         alone = [model.get_video_features(b["pixel_values_videos"], b["video_grid_thw"])
                  for b in (proc(["<video>"], videos=[c]) for c in clips)]
     torch.testing.assert_close(joint, torch.cat(alone), rtol=1e-5, atol=1e-5)
+
+
+def test_pixels_without_grids_are_a_clear_error():
+    rng = np.random.default_rng(11)
+    model, proc = tiny_model("qwen3")
+    batch = proc(["<image>"], images=[random_image(rng, 64, 64)])
+    del batch["image_grid_thw"]
+    with pytest.raises(ValueError, match="pass image_grid_thw"):
+        model(**batch)

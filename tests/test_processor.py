@@ -93,8 +93,9 @@ def test_reserved_token_in_text_is_caught(proc, rng):
 @pytest.mark.parametrize(
     "image, message",
     [
-        (np.zeros((0, 10, 3), np.uint8), "empty image"),
-        (np.zeros((10, 10), np.float32), "expected pixels shaped"),
+        (np.zeros((0, 10, 3), np.uint8), "zero-size image"),
+        (np.zeros((10, 10), np.float32), "expected uint8 pixels"),
+        (torch.zeros(10, 10, 3), "expected uint8 pixels"),
         (np.zeros((4, 1000, 3), np.uint8), "aspect ratio"),
     ],
 )
@@ -142,3 +143,25 @@ def test_images_from_paths_are_loaded_upright(proc, tmp_path):
     assert batch["image_grid_thw"][0].tolist() == [1, 8, 4]  # displayed 64 wide x 128 tall
     with pytest.raises(ValueError, match="nothing.png"):
         proc(["<image>"], images=[tmp_path / "nothing.png"])
+
+
+def test_processor_takes_decoded_videos_and_grayscale_arrays(proc, rng):
+    from tempflex.samples import sample_videos
+    from tempflex.video import load_video
+
+    video = load_video(next(p for p in sample_videos() if p.name == "bikes.mp4"), num_frames=3)
+    gray = rng.integers(0, 256, (64, 96), dtype=np.uint8)  # (H, W): load_image makes it RGB
+    batch = proc(["<image> <video>"], images=[gray], videos=[video])
+    assert batch["image_grid_thw"].tolist() == [[1, 4, 6]] and batch["video_grid_thw"][0, 0] == 3
+    with pytest.raises(TypeError, match="a video must be"):
+        proc(["<video>"], videos=["not a video"])
+
+
+def test_unknown_processor_setting_is_named(tmp_path, proc):
+    proc.save_pretrained(tmp_path)
+    settings = tmp_path / "processor_config.json"
+    import json
+
+    settings.write_text(json.dumps({**json.loads(settings.read_text()), "colour": "red"}))
+    with pytest.raises(ValueError, match=r"unknown settings \['colour'\]"):
+        TempFlexProcessor.from_pretrained(tmp_path)

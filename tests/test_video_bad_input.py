@@ -174,3 +174,16 @@ def test_cli_tokens_on_a_bad_video_is_one_line(tmp_path):
         assert result.exit_code == 2, result.output
         assert result.stderr.startswith("error: ") and str(path) in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_a_request_too_large_for_memory_is_refused_before_decoding():
+    """Every frame of a long video by default would fill the memory: refused up front, naming the way out."""
+    from tempflex.samples import sample_videos
+    from tempflex.video import VideoDecodeError, load_video
+
+    path = next(p for p in sample_videos() if p.name == "bigbuckbunny.mp4")
+    with pytest.raises(VideoDecodeError, match=r"132 frames of 1280x720 need 0\.3 GiB.*num_frames"):
+        load_video(path, max_bytes=100 << 20)
+    with pytest.raises(VideoDecodeError, match="max_bytes"):
+        load_video(path, backend="decord", max_bytes=100 << 20)
+    assert load_video(path, num_frames=8, max_bytes=100 << 20).num_frames == 8

@@ -262,7 +262,8 @@ def test_index_timeline_equals_the_full_scan_or_falls_back(tmp_path, kind, sourc
 @pytest.mark.parametrize("request_", [{"num_frames": 6}, {"num_frames": 40}, {"fps": 3.0, "start": 0.5}])
 def test_index_path_returns_the_frames_and_times_of_the_scan_path(tmp_path, kind, request_):
     path = sample_video(kind) if kind.endswith(".mp4") else generated(tmp_path, kind)
-    request = {"num_frames": None, "fps": None, "max_frames": None, "start": None, "end": None, **request_}
+    request = {"num_frames": None, "fps": None, "max_frames": None, "start": None, "end": None,
+               "max_bytes": decode.DEFAULT_MAX_BYTES, **request_}
     fast = decode._attempt(path, request, "auto", 1 << 30, use_index=True)
     scan = decode._attempt(path, request, "auto", 1 << 30, use_index=False)
     assert_same_timeline(fast.timeline, scan.timeline)

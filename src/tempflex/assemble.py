@@ -89,9 +89,8 @@ def assemble(
         language_model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     config.text_config = language_model.config
 
-    model = TempFlexForConditionalGeneration(config)
-    model.vision_tower = vision_model
-    model.language_model = language_model
+    config.vision_config = vision_model.config
+    model = TempFlexForConditionalGeneration(config, vision_tower=vision_model, language_model=language_model)
     model.to(dtype)
     model.generation_config = language_model.generation_config
     processor = TempFlexProcessor(tokenizer, ProcessorSettings.from_config(config))

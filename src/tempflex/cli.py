@@ -269,17 +269,20 @@ def train_cmd(
         list[str] | None, typer.Argument(help="Overrides key.sub=value, the value parsed as YAML.")
     ] = None,
 ) -> None:
-    """Train a stage from a YAML recipe; run under torchrun or accelerate launch for many processes."""
+    """Train a stage from a YAML recipe; run under torchrun or accelerate launch for many processes.
+
+    Bad recipes, data and media found while setting up are one-line errors; errors during training are not
+    caught, so that a bug shows its traceback.
+    """
+    from tempflex.train.engine import Trainer
+    from tempflex.train.recipe import load_recipe
+
     with user_errors():
-        from tempflex.train.recipe import load_recipe
-
-        parsed = load_recipe(recipe, overrides or [])
-        from tempflex.train.engine import train
-
-        final = train(parsed)
-        typer.echo(f"final model: {final}")
+        trainer = Trainer(load_recipe(recipe, overrides or []))
+    typer.echo(f"final model: {trainer.run()}")
 
 
-from tempflex.cli_data import data_app
+# The `data` verbs live in their own module; imported last because it reuses `user_errors` from here.
+from tempflex.cli_data import data_app  # noqa: E402
 
 app.add_typer(data_app, name="data")

@@ -15,7 +15,8 @@ from typing import Literal
 from transformers import AutoConfig, PreTrainedConfig, Siglip2VisionConfig
 from transformers.configuration_utils import SubConfigSpec
 
-FIBRES = ("local", "memory", "periodic")
+from tempflex.temporal.tff import FIBRES
+
 
 # siglip2-so400m-patch16-naflex, the paper's encoder; the attention-pooling head is not used by an MLLM.
 SO400M_NAFLEX = {
@@ -58,7 +59,7 @@ class TempFlexConfig(PreTrainedConfig):
     # PatchMerger (section 3.1): true 2x2 pixel unshuffle, then a 2-layer MLP
     merge_size: int = 2  # side of the unshuffle window in patches
     merger_hidden: int | None = None  # hidden width of the MLP; None = LLM width
-    merger_layernorm: bool = True  # LayerNorm over the 4D unshuffled token before the MLP
+    merger_layernorm: bool = True  # LayerNorm over D on each patch, before the unshuffle
 
     # Visual token limits, in merged tokens (4 patches each)
     image_min_tokens: int = 4  # a 64x64 image

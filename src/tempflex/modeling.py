@@ -59,9 +59,16 @@ class TempFlexPreTrainedModel(PreTrainedModel):
 
 
 class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin):
-    def __init__(self, config: TempFlexConfig) -> None:
+    def __init__(
+        self,
+        config: TempFlexConfig,
+        vision_tower: Siglip2VisionModel | None = None,
+        language_model: PreTrainedModel | None = None,
+    ) -> None:
+        """Build every part from ``config``, or take an already-built (e.g. pretrained) encoder and LLM whose
+        configs are ``config.vision_config`` and ``config.text_config`` (see ``tempflex.assemble``)."""
         super().__init__(config)
-        self.vision_tower = Siglip2VisionModel(config.vision_config)
+        self.vision_tower = vision_tower if vision_tower is not None else Siglip2VisionModel(config.vision_config)
         self.temporal = (
             TemporalFiberFusion(
                 config.vision_hidden,
@@ -82,7 +89,9 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
             hidden_dim=config.merger_hidden,
             layernorm=config.merger_layernorm,
         )
-        self.language_model = AutoModelForCausalLM.from_config(config.text_config)
+        self.language_model = (
+            language_model if language_model is not None else AutoModelForCausalLM.from_config(config.text_config)
+        )
         self.post_init()
 
     # -- embeddings plumbing, delegated to the LLM ------------------------------------------------------------
@@ -98,6 +107,9 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
     # -- visual path ----------------------------------------------------------------------------------------------
     def get_visual_features(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor, *, video: bool) -> torch.Tensor:
         """Packed patches (sum F*h*w, K) with grids (N, 3) -> visual tokens (V, E), items and frames in order."""
+        if grid_thw is None:
+            kind = "video_grid_thw" if video else "image_grid_thw"
+            raise ValueError(f"visual pixels need their grids: pass {kind} (the processor returns it)")
         grid_thw = torch.as_tensor(grid_thw).long().cpu()
         feats = encode_grids(self.vision_tower, pixel_values, grid_thw)  # per item (F, P, D)
         if self.temporal is not None and (video or self.config.tff_on_images):

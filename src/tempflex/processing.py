@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
@@ -115,6 +116,9 @@ class TempFlexProcessor:
             raise FileNotFoundError(f"{settings_file} not found: not a saved TempFlexProcessor")
         payload = json.loads(settings_file.read_text())
         payload.pop("processor_class", None)
+        unknown = sorted(set(payload) - set(ProcessorSettings.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"{settings_file}: unknown settings {unknown}")
         tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
         return cls(tokenizer, ProcessorSettings(**payload))
 
@@ -162,7 +166,7 @@ class TempFlexProcessor:
             media.image_patches.append(patches), media.image_grids.append(thw)
             media.image_texts.append(self._image_text(grid))
         for clip in videos or []:
-            clip = clip if isinstance(clip, VideoClip) else VideoClip(clip)
+            clip = _video_clip(clip)
             grid = self.frame_grid(*clip.size)
             patches, thw = self._patches(clip.frames, grid)
             media.video_patches.append(patches), media.video_grids.append(thw)
@@ -222,7 +226,8 @@ class TempFlexProcessor:
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template(flat, tokenize=False, add_generation_prompt=add_generation_prompt)
         # Without a template nothing adds BOS (we tokenize with add_special_tokens=False): Gemma needs it.
-        return (self.tokenizer.bos_token or "") + plain_chat(flat, add_generation_prompt=add_generation_prompt)
+        eos = self.tokenizer.eos_token or ""
+        return (self.tokenizer.bos_token or "") + plain_chat(flat, add_generation_prompt=add_generation_prompt, eos=eos)
 
     def prepare(self, conversations: list[list[dict]] | list[dict], **kwargs) -> BatchFeature:
         """One conversation or a batch of them, media inline as ``{"type": "image", "image": ...}`` parts."""
@@ -243,10 +248,22 @@ class TempFlexProcessor:
 
 
 def _image_frames(image: ImageLike) -> torch.Tensor:
-    """(1, H, W, 3) uint8. Files and PIL images go through ``load_image`` (EXIF orientation, modes, size bound)."""
-    if isinstance(image, (str, Path, Image.Image)):
+    """(1, H, W, 3) uint8. Files, PIL images and arrays go through ``load_image`` (EXIF orientation, grayscale,
+    RGBA and 16-bit to RGB, the pixel bound); tensors must already be (H, W, 3) uint8."""
+    if isinstance(image, (str, Path, Image.Image, np.ndarray)):
         image = load_image(image)
     return to_frames(image)
+
+
+def _video_clip(video: object) -> VideoClip:
+    """A ``VideoClip``, a decoded video (``load_video``'s result) or (T, H, W, 3) uint8 frames."""
+    if isinstance(video, VideoClip):
+        return video
+    if hasattr(video, "to_clip"):
+        return video.to_clip()
+    if isinstance(video, (np.ndarray, torch.Tensor)):
+        return VideoClip(video)
+    raise TypeError(f"a video must be a VideoClip, a load_video result or a (T, H, W, 3) array, got {type(video)}")
 
 
 def _render_content(content: str | list[dict]) -> str:
@@ -264,9 +281,10 @@ def _render_content(content: str | list[dict]) -> str:
     return "".join(out)
 
 
-def plain_chat(messages: list[dict], *, add_generation_prompt: bool = True) -> str:
-    """The fallback template for tokenizers without one: ``User: ...\\nAssistant: ...``."""
-    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+def plain_chat(messages: list[dict], *, add_generation_prompt: bool = True, eos: str = "") -> str:
+    """The fallback template for tokenizers without one: ``User: ...\\nAssistant: ...``; each finished
+    assistant turn ends with ``eos``, so a model trained on it learns where an answer stops."""
+    lines = [f"{m['role'].capitalize()}: {m['content']}{eos if m['role'] == 'assistant' else ''}" for m in messages]
     if add_generation_prompt:
         lines.append("Assistant:")
     return "\n".join(lines)

@@ -64,22 +64,21 @@ def _image_size(path: Path) -> MediaSize | None:
             width, height = image.size
     except UnidentifiedImageError:
         return None
+    except Image.DecompressionBombError as err:  # PIL refuses absurd sizes even for the header
+        raise ValueError(f"{path}: {err}") from None
     return MediaSize(width, height, None, None)
 
 
 def _video_size(path: Path) -> MediaSize:
-    """Size from the stream header, frame count and timing from the packets (demuxed, not decoded).
+    """Size from the stream header, frame count and timing from the mp4 index or the packets (never decoded).
 
     Reuses the checks of ``tempflex.video``: anything unreadable raises its ``VideoDecodeError`` (a ValueError).
     """
-    from tempflex.video.probe import open_video, scan_timeline
+    from tempflex.video.probe import DEFAULT_MAX_PIXELS, read_timeline
 
-    with open_video(path) as (container, stream):
-        timeline = scan_timeline(container, stream, path)
-        rate = stream.average_rate
-        width, height = stream.width, stream.height
+    timeline, rate = read_timeline(path, DEFAULT_MAX_PIXELS)
     fps = float(rate) if rate else timeline.num_frames / max(timeline.duration, 1e-9)
-    return MediaSize(width, height, timeline.num_frames, fps)
+    return MediaSize(timeline.width, timeline.height, timeline.num_frames, fps)
 
 
 def media_size(path: str | Path) -> MediaSize:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tempflex.samples import media_size
-from tempflex.train.records import RecordError, load_mixture, parse_record, read_raw
+from tempflex.train.records import PlaceholderError, RecordError, load_mixture, parse_record, read_raw
 
 KINDS = ("malformed", "placeholder_mismatch", "missing_media", "unreadable_media")
 MAX_EXAMPLES = 5
@@ -40,7 +40,7 @@ class DatasetReport:
 
 
 def _kind(err: RecordError) -> str:
-    return "placeholder_mismatch" if "placeholder" in str(err) else "malformed"
+    return "placeholder_mismatch" if isinstance(err, PlaceholderError) else "malformed"
 
 
 def _media_problem(path: Path, seen: dict[Path, str | None]) -> str | None:

@@ -5,8 +5,9 @@
 and drops the records whose visual tokens would not fit in ``max_length`` (a cut never falls inside a run of
 visual placeholders; ``stats`` counts them). ``dataset[i]`` decodes the media, encodes the conversation with labels
 on the assistant answers only, and shortens the text after the last visual token if the sequence is too long
-(counted in ``stats`` too). With ``cotrain_budgets`` it returns one example per per-frame token budget, the
-largest first (FluxViT multi-token-count co-training).
+(counted in ``stats`` too; with DataLoader workers those per-item counts stay in the workers). With
+``cotrain_budgets`` it returns one example per per-frame token budget, the largest first (FluxViT
+multi-token-count co-training); with ``flexible`` too, each view is capped by the flexible plan's budget.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def sample_mixture(mixture: Mixture, seed: int) -> list[Record]:
                 raise ValueError(f"{spec.path}: record {position}: {err} (run `tempflex data check`)") from None
         if not records:
             raise ValueError(f"{spec.path}: no records")
-        want = spec.count if spec.count is not None else round((spec.weight or 1.0) * len(records))
+        want = spec.count if spec.count is not None else max(1, round((spec.weight or 1.0) * len(records)))
         whole, rest = divmod(want, len(records))
         picks = list(range(len(records))) * whole + sorted(rng.choice(len(records), rest, replace=False).tolist())
         chosen += [records[i] for i in picks]
@@ -71,6 +72,7 @@ class ConversationDataset(Dataset):
         self.seed = seed
         self.flexible = flexible
         self.budgets = sorted(cotrain_budgets, reverse=True) if cotrain_budgets else None
+        self.epoch = 0
         mixture = mixture if isinstance(mixture, Mixture) else load_mixture(mixture)
         self.stats: Counter[str] = Counter()
         self.records: list[Record] = []
@@ -91,53 +93,66 @@ class ConversationDataset(Dataset):
     # -- lengths from headers ------------------------------------------------------------------------------------
     def _estimate(self, record: Record) -> tuple[int, int, int]:
         """(visual tokens incl. frame separators, text tokens before the last media, all text tokens), from the
-        text and the media headers only."""
+        text and the media headers, at the largest frame count and per-frame budget any view of it can get."""
         visual = 0
         for path in record.images:
             width, height, *_ = media_size(path)
             visual += self.processor.image_grid(height, width).tokens
+        frames_cap = self.flexible.max_frames if self.flexible else self.num_frames
+        frame_grid = self._with_budget(self._largest_frame_budget()).frame_grid
         for path in record.videos:
             width, height, frames, _ = media_size(path)
-            count = min(self.num_frames, frames or self.num_frames)
-            visual += count * (self.processor.frame_grid(height, width).tokens + 1)
+            count = min(frames_cap, frames or frames_cap)
+            visual += count * (frame_grid(height, width).tokens + 1)
         text = self.processor.apply_chat_template(record.messages(), add_generation_prompt=False)
         last = max(text.rfind(IMAGE_PLACEHOLDER), text.rfind(VIDEO_PLACEHOLDER))
         count = self._count_text
         return visual, count(text[:last]) if last > 0 else 0, count(text)
 
+    def _largest_frame_budget(self) -> int:
+        budget = self.processor.settings.video_max_tokens_per_frame
+        if self.flexible is not None:  # plan_grid never exceeds (R_max / unit)^2 tokens a frame
+            budget = (self.flexible.max_resolution // self.flexible.unit) ** 2
+        if self.budgets is not None:
+            budget = min(budget, self.budgets[0]) if self.flexible is not None else self.budgets[0]
+        return budget
+
     def _count_text(self, text: str) -> int:
         return len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     # -- examples ------------------------------------------------------------------------------------------------
+    def set_epoch(self, epoch: int) -> None:
+        """Flexible sampling draws anew every epoch (call before creating the epoch's DataLoader)."""
+        self.epoch = epoch
+
     def __getitem__(self, index: int) -> dict | list[dict]:
         record = self.records[index]
+        plan = sample_plan(self.flexible, self._rng(index)) if self.flexible is not None else None
+        frames = plan.num_frames if plan is not None else self.num_frames
         images = [load_image(p) for p in record.images]
-        clips = [load_video(p, num_frames=self._frames_for(index, p)).to_clip() for p in record.videos]
+        clips = [load_video(p, num_frames=frames).to_clip() for p in record.videos]
+        flex_budget = plan_grid(plan, *clips[0].size).tokens if plan is not None and clips else None
         if self.budgets is None:
-            return self._example(record, self.processor, images, clips, index)
-        settings = self.processor.settings
-        return [
-            self._example(record, self._with_budget(settings, b), images, clips, index) for b in self.budgets
-        ]
-
-    def _frames_for(self, index: int, path: Path) -> int:
-        if self.flexible is None:
-            return self.num_frames
-        return sample_plan(self.flexible, self._rng(index)).num_frames
+            return self._example(record, flex_budget, images, clips)
+        return [self._example(record, b if flex_budget is None else min(b, flex_budget), images, clips)
+                for b in self.budgets]
 
     def _rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng((self.seed, index))
+        return np.random.default_rng((self.seed, self.epoch, index))
 
-    def _with_budget(self, settings, budget: int) -> TempFlexProcessor:
+    def _with_budget(self, budget: int | None) -> TempFlexProcessor:
+        """The processor with at most ``budget`` tokens a video frame (None: the processor as configured)."""
+        if budget is None:
+            return self.processor
+        settings = self.processor.settings
         lowest = min(settings.video_min_tokens_per_frame, budget)
         return TempFlexProcessor(
             self.processor.tokenizer,
             dataclasses.replace(settings, video_max_tokens_per_frame=budget, video_min_tokens_per_frame=lowest),
         )
 
-    def _example(self, record: Record, processor: TempFlexProcessor, images, clips, index: int) -> dict:
-        if self.flexible is not None and clips:
-            processor = self._flexible_processor(processor, clips[0], index)
+    def _example(self, record: Record, budget: int | None, images, clips) -> dict:
+        processor = self._with_budget(budget)
         media = processor.encode_media(images, clips)
         encoded = encode_conversation(processor, record.messages(), media)
         ids, labels = encoded.input_ids, encoded.labels
@@ -149,12 +164,6 @@ class ConversationDataset(Dataset):
             int(example[k].prod(-1).sum()) // m for k in ("image_grid_thw", "video_grid_thw") if k in example
         )
         return example
-
-    def _flexible_processor(self, processor: TempFlexProcessor, clip, index: int) -> TempFlexProcessor:
-        """FluxViT flexible resolution: the plan's per-frame budget for this sample."""
-        plan = sample_plan(self.flexible, self._rng(index))
-        grid = plan_grid(plan, *clip.size)
-        return self._with_budget(processor.settings, max(1, grid.tokens))
 
     def _shorten(self, ids: torch.Tensor, labels: torch.Tensor, record: Record) -> tuple[torch.Tensor, torch.Tensor]:
         visual = torch.isin(ids, torch.tensor([self.processor.image_token_id, self.processor.video_token_id,

@@ -200,6 +200,8 @@ class Trainer:
                        self.acc.is_main_process, config) as logger:
             while position.step < self.total_steps:
                 batches = epoch_batches(self.sampler, position.epoch, self.accum, position.step_in_epoch)
+                if hasattr(self.parts.dataset, "set_epoch"):  # per-epoch draws (flexible sampling)
+                    self.parts.dataset.set_epoch(position.epoch)
                 groups = iter(self._loader(batches))
                 while position.step < self.total_steps:
                     micro = [next(groups, None) for _ in range(self.accum)]

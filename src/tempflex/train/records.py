@@ -39,6 +39,10 @@ class RecordError(ValueError):
     """A record that cannot be used, with the reason."""
 
 
+class PlaceholderError(RecordError):
+    """The record's ``<image>``/``<video>`` placeholders do not match its media."""
+
+
 @dataclass(frozen=True)
 class Turn:
     role: str  # "system", "user" or "assistant"
@@ -174,11 +178,11 @@ def _place_media(turns: tuple[Turn, ...], n_images: int, n_videos: int) -> tuple
         found = sum(t.text.count(placeholder) for t in turns)
         in_answers = sum(t.text.count(placeholder) for t in turns if t.role != "user")
         if in_answers:
-            raise RecordError(f"{placeholder} placeholders must be in user turns, found {in_answers} elsewhere")
+            raise PlaceholderError(f"{placeholder} placeholders must be in user turns, found {in_answers} elsewhere")
         if found == 0 and n:
             first = next(i for i, t in enumerate(turns) if t.role == "user")
             text = (placeholder + "\n") * n + turns[first].text
             turns = turns[:first] + (Turn("user", text),) + turns[first + 1 :]
         elif found != n:
-            raise RecordError(f"{found} {placeholder} placeholders but {n} {placeholder[1:-1]}s")
+            raise PlaceholderError(f"{found} {placeholder} placeholders but {n} {placeholder[1:-1]}s")
     return turns

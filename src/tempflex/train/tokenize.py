@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
+from tempflex.modeling import IGNORE_INDEX
 from tempflex.processing import EncodedMedia, TempFlexProcessor
-
-IGNORE_INDEX = -100
 
 
 @dataclass
@@ -29,7 +28,6 @@ def chat_segments(processor: TempFlexProcessor, messages: list[dict]) -> list[tu
     """(text, is_target) segments whose concatenation is the whole rendered chat."""
     segments: list[tuple[str, bool]] = []
     done = ""
-    plain = not getattr(processor.tokenizer, "chat_template", None)
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
@@ -37,9 +35,7 @@ def chat_segments(processor: TempFlexProcessor, messages: list[dict]) -> list[tu
         full = processor.apply_chat_template(messages[: i + 1], add_generation_prompt=False)
         if not (prompt.startswith(done) and full.startswith(prompt)):
             raise ValueError("the chat template is not prefix-stable: cannot mask labels turn by turn")
-        answer = full[len(prompt) :]
-        if plain:  # the plain template has no end-of-turn text: teach the model to stop with EOS
-            answer += processor.tokenizer.eos_token or ""
+        answer = full[len(prompt) :]  # with its end-of-turn text (the plain template's is EOS)
         segments += [(prompt[len(done) :], False), (answer, True)]
         done = full
     return [(text, target) for text, target in segments if text]

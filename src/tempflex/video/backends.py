@@ -143,7 +143,11 @@ def _decode_runs(
                     continue
                 slot = slot_of.get(frame.pts)
                 if slot is not None and not frame.is_corrupt:
-                    buffer.put(slot, _to_rgb(frame, width, height))
+                    try:
+                        image = _to_rgb(frame, width, height)
+                    except (av.FFmpegError, ValueError):  # a frame that will not convert counts as corrupt
+                        continue
+                    buffer.put(slot, image)
                 if frame.pts >= last:
                     break
     return stats

@@ -36,6 +36,7 @@ from tempflex.video.probe import (
 from tempflex.video.sampling import select_frames, validate_request
 
 Backend = Literal["pyav", "decord"]
+DEFAULT_MAX_BYTES = 8 << 30  # 8 GiB of RGB frames: about 2900 frames of 720p; more is a request mistake
 MAX_WORKERS = 4  # parallel decoders for keyframe seeks; each opens the file and holds a decoder
 
 
@@ -86,6 +87,16 @@ def _kept(
     return torch.from_numpy(frames), [int(i) for i in wanted[filled]]
 
 
+def _check_bytes(path: Path, frames: int, width: int, height: int, max_bytes: int) -> None:
+    """Refuse a request whose RGB frames would not fit in ``max_bytes``, before decoding anything."""
+    need = frames * width * height * 3
+    if need > max_bytes:
+        raise VideoDecodeError(
+            path, f"{frames} frames of {width}x{height} need {need / 2**30:.1f} GiB, over max_bytes="
+            f"{max_bytes / 2**30:.1f} GiB: ask for fewer with num_frames, fps or max_frames",
+        )
+
+
 def _workers() -> int:
     """Parallel decoders: the CPUs this process may run on, up to ``MAX_WORKERS``."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -112,6 +123,7 @@ def _attempt(path: Path, request: dict, strategy: Strategy, max_pixels: int, use
     wanted = select_frames(timeline.times, start, end, **sizes)
     if len(wanted) == 0:
         raise VideoDecodeError(path, f"no frame in the window [{start:g}, {end:g}) s")
+    _check_bytes(path, len(wanted), timeline.width, timeline.height, request["max_bytes"])
     runs = plan_runs(wanted, timeline.keyframe_before(), strategy)
     buffer, stats = backends.decode_pyav(path, timeline, runs, max_pixels, workers=_workers())
     return _Attempt(timeline, rate, wanted, runs, buffer, stats)
@@ -149,13 +161,15 @@ def _load_pyav(path: Path, request: dict, strategy: Strategy, max_pixels: int) -
 
 
 def _load_decord(path: Path, request: dict, max_pixels: int) -> DecodedVideo:
-    with open_video(path, max_pixels):  # the same checks as PyAV: path, streams, size bound
-        pass
+    with open_video(path, max_pixels) as (_, stream):  # the same checks as PyAV: path, streams, size bound
+        width, height = stream.width, stream.height
     reader, starts = backends.decord_timeline(path)
     step = float(np.median(np.diff(starts))) if len(starts) > 1 else 0.0
     duration = float(starts[-1]) + step
     start, end = _window(path, duration, request.pop("start"), request.pop("end"))
+    max_bytes = request.pop("max_bytes")
     wanted = select_frames(starts, start, end, **request)
+    _check_bytes(path, len(wanted), width, height, max_bytes)
     if len(wanted) == 0:
         raise VideoDecodeError(path, f"no frame in the window [{start:g}, {end:g}) s")
     batch = backends.decode_decord(path, reader, wanted)
@@ -185,6 +199,7 @@ def load_video(
     *,
     strategy: Strategy = "auto",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> DecodedVideo:
     """Decode the sampled frames of a video file, with their presentation times.
 
@@ -197,8 +212,8 @@ def load_video(
 
     ``backend``: "pyav" (default) or "decord" (optional package, same sampling). ``strategy`` (PyAV only):
     "auto" picks per gap between decoding forward and seeking to a keyframe by a cost model; "sequential" and
-    "seek" force one way (same frames, different speed). ``max_pixels`` bounds width * height, checked before
-    decoding. Frames that fail to decode are skipped with a warning and counted in ``skipped_frames``.
+    "seek" force one way (same frames, different speed). ``max_bytes`` bounds the RGB output (T * H * W * 3,
+    default 8 GiB) and ``max_pixels`` bounds width * height, both checked before decoding. Frames that fail to decode are skipped with a warning and counted in ``skipped_frames``.
 
     Raises ``ValueError`` for bad arguments and ``VideoDecodeError`` (a ``ValueError``) naming the file and the
     cause when nothing usable can be read.
@@ -211,7 +226,8 @@ def load_video(
     if not isinstance(max_pixels, int) or max_pixels < 1:
         raise ValueError(f"max_pixels must be a positive integer, got {max_pixels!r}")
     path = check_path(path)
-    request = {"num_frames": num_frames, "fps": fps, "max_frames": max_frames, "start": start, "end": end}
+    request = {"num_frames": num_frames, "fps": fps, "max_frames": max_frames, "start": start, "end": end,
+               "max_bytes": max_bytes}
     if backend == "decord":
         return _load_decord(path, request, max_pixels)
     return _load_pyav(path, request, strategy, max_pixels)

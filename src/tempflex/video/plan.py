@@ -59,11 +59,6 @@ def plan_runs(wanted: np.ndarray, keyframe_before: np.ndarray, strategy: Strateg
     return runs
 
 
-def plan_cost(runs: list[Run]) -> int:
-    """Frames the plan decodes, by the model above (seeks not counted)."""
-    return sum(run.wanted[-1] - run.seek_index + 1 for run in runs)
-
-
 def split_runs(runs: list[Run], parts: int) -> list[list[Run]]:
     """``runs`` cut into at most ``parts`` contiguous groups of about equal cost, for parallel decoders.
 

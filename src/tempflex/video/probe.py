@@ -19,6 +19,7 @@ where the keyframes are. It comes from one of two places (``read_timeline``):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,6 +86,8 @@ def open_video(
     path = check_path(path)
     try:
         container = av.open(str(path), metadata_errors="ignore")
+    except PermissionError:
+        raise VideoDecodeError(path, "permission denied: the file cannot be read") from None
     except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
         cause = _ffmpeg_cause(exc)
         raise VideoDecodeError(
@@ -115,6 +118,8 @@ class Timeline:
     end_pts: int
     truncated: bool
     source: Literal["scan", "index"] = "scan"
+    width: int = 0  # coded frame size of the stream (before rotation); 0 when unknown
+    height: int = 0
 
     @property
     def num_frames(self) -> int:
@@ -254,12 +259,12 @@ def index_timeline(
 def read_timeline(path: Path, max_pixels: int, use_index: bool = True) -> tuple[Timeline, Fraction | None]:
     """(Timeline, the stream's average rate): from the mp4 index when exact (``use_index``), else a full scan."""
     with open_video(path, max_pixels) as (container, stream):
-        rate = stream.average_rate
+        rate, size = stream.average_rate, {"width": stream.width, "height": stream.height}
         candidate = _index_candidate(container, stream, path) if use_index else None
-        if candidate is None:
-            return scan_timeline(container, stream, path), rate  # nothing read yet: scan from the start
+        if candidate is None:  # nothing read yet: scan from the start
+            return dataclasses.replace(scan_timeline(container, stream, path), **size), rate
         timeline = index_timeline(container, stream, *candidate)
     if timeline is None:  # the index checks moved the demuxer: scan from a fresh start
         with open_video(path, max_pixels) as (container, stream):
             timeline = scan_timeline(container, stream, path)
-    return timeline, rate
+    return dataclasses.replace(timeline, **size), rate

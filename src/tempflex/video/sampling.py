@@ -17,6 +17,7 @@ the kept indices are unique and increasing, so a window with fewer frames than t
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -28,12 +29,12 @@ def validate_request(
     if num_frames is not None and fps is not None:
         raise ValueError("give num_frames or fps, not both")
     for name, value in (("num_frames", num_frames), ("max_frames", max_frames)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if fps is not None and not (isinstance(fps, int | float) and math.isfinite(fps) and fps > 0):
+    if fps is not None and not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps!r}")
     for name, value in (("start", start), ("end", end)):
-        if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+        if value is not None and not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
             raise ValueError(f"{name} must be a non-negative number of seconds, got {value!r}")
     if start is not None and end is not None and end <= start:
         raise ValueError(f"end ({end} s) must be after start ({start} s)")
