@@ -286,3 +286,7 @@ def train_cmd(
 from tempflex.cli_data import data_app  # noqa: E402
 
 app.add_typer(data_app, name="data")
+from tempflex.cli_synth import synth_cmd, synth_report_cmd  # noqa: E402
+
+app.command("synth")(synth_cmd)
+app.command("synth-report")(synth_report_cmd)
