@@ -40,6 +40,8 @@ from typing import Any, TypeVar
 import numpy as np
 from PIL import Image
 
+from tempflex.atomic import write_text_atomic
+
 Id = TypeVar("Id", bound=Hashable)
 
 FLAT = 0  # hash of a frame without structure; never matches
@@ -300,9 +302,7 @@ def write_dedup(result: DedupResult, out_dir: str | os.PathLike) -> Path:
         "questions": {"dropped": [asdict(q) for q in result.dropped_questions]},
     }
     path = Path(out_dir, DEDUP_FILE)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=1, ensure_ascii=False))
     return path
 
 

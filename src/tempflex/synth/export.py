@@ -8,11 +8,10 @@ Video paths are absolute, as in the shards. Files are rewritten whole (temp file
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from pathlib import Path
 from typing import Any
 
+from tempflex.atomic import write_jsonl_atomic
 from tempflex.synth.dedup import load_dropped
 from tempflex.synth.store import read_jsonl
 
@@ -69,19 +68,10 @@ def export_training(out_dir: str | Path) -> tuple[Path, Path]:
     train = out_dir / "train"
     train.mkdir(parents=True, exist_ok=True)
     captions, vqa = train / "captions.jsonl", train / "vqa.jsonl"
-    _write_atomic(captions, [caption_record(r) for r in records])
+    write_jsonl_atomic(captions, [caption_record(r) for r in records])
     samples = [
         sample for r in records for i, sample in enumerate(vqa_records(r))
         if (str(r["video_id"]), i) not in dropped_questions
     ]
-    _write_atomic(vqa, samples)
+    write_jsonl_atomic(vqa, samples)
     return captions, vqa
-
-
-def _write_atomic(path: Path, records: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

@@ -14,19 +14,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from tempflex.atomic import fsync_dir, write_jsonl_atomic
+
 SHARD_PATTERN = "part-{:05d}.jsonl"
 
 
 class StoreError(ValueError):
     """An output folder that cannot be resumed safely (a corrupt line before the last)."""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_jsonl(path: Path, *, repair: bool = False) -> list[dict[str, Any]]:
@@ -85,13 +79,7 @@ class Store:
         """Drop these ids from ``rejected.jsonl`` (atomically: temp file, fsync, rename) so they can be redone."""
         with self._lock:
             kept = [r for r in self._rejections if str(r["video_id"]) not in ids]
-            tmp = self.rejected_path.with_suffix(".jsonl.tmp")
-            with open(tmp, "w", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in kept)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.rejected_path)
-            _fsync_dir(self.out_dir)
+            write_jsonl_atomic(self.rejected_path, kept)
             self._rejections = kept
             self.rejected -= ids
 
@@ -122,4 +110,4 @@ def _append_line(path: Path, record: dict[str, Any]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     if new:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)

@@ -30,6 +30,8 @@ from accelerate.utils import DistributedType
 from safetensors.torch import load_file
 from torch import nn
 
+from tempflex.atomic import fsync_dir
+
 STATE_FILE = "trainer_state.json"
 MODEL_DIR = "model"
 TMP_PREFIX = ".tmp-"
@@ -56,14 +58,6 @@ def fsync_tree(root: Path) -> None:
             with open(os.path.join(dirpath, name), "rb") as fh:
                 os.fsync(fh.fileno())
         fsync_dir(Path(dirpath))
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def publish(tmp: Path, target: Path) -> None:
