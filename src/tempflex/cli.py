@@ -283,10 +283,13 @@ def train_cmd(
 
 
 # The `data` verbs live in their own module; imported last because it reuses `user_errors` from here.
-from tempflex.cli_data import data_app  # noqa: E402
+from tempflex.cli_data import data_app
 
 app.add_typer(data_app, name="data")
-from tempflex.cli_synth import synth_cmd, synth_report_cmd  # noqa: E402
+from tempflex.cli_probes import probes_app
+
+app.add_typer(probes_app, name="probes")
+from tempflex.cli_synth import synth_cmd, synth_report_cmd
 
 app.command("synth")(synth_cmd)
 app.command("synth-report")(synth_report_cmd)

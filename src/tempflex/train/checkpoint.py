@@ -81,6 +81,8 @@ def load_weights(model: nn.Module, directory: Path) -> None:
     params = model.state_dict()
     loaded_ptrs = {params[k].data_ptr() for k in state if k in params}
     untied = [k for k in missing if params[k].data_ptr() not in loaded_ptrs]
+    if getattr(getattr(model, "config", None), "text_source", None):  # a wheel LLM is not saved (frozen)
+        untied = [k for k in untied if not k.startswith("language_model.")]
     if unexpected or untied:
         raise ValueError(f"{directory}: checkpoint does not match the model (missing {untied[:3]}, "
                          f"unexpected {unexpected[:3]})")

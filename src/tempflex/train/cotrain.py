@@ -48,10 +48,31 @@ def model_inputs(batch: dict, device: torch.device) -> dict:
     return {k: batch[k].to(device) for k in MODEL_KEYS if k in batch}
 
 
-def answer_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(B, L, V) logits -> (A, V): the predictions of the answer tokens, in batch then position order."""
-    mask = labels[:, 1:] != IGNORE_INDEX  # (B, L-1): position t predicts token t+1
-    return logits[:, :-1][mask]  # (A, V)
+def answer_forward(model: nn.Module, batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward one batch, computing logits only where the next token is an answer token.
+
+    Returns logits (B, K, V) and their targets (B, K) (IGNORE_INDEX where a row has no answer there), K the positions
+    that predict an answer token in any row. The LM head of a 262k-token vocabulary (Gemma3) over every position
+    costs as much as the LLM's layers; the loss needs it only at the answer positions."""
+    inputs = model_inputs(batch, device)
+    labels = inputs.pop("labels")
+    targets = labels[:, 1:]  # (B, L-1): position t predicts token t+1
+    keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)  # (K,)
+    if keep.numel() == 0:  # nothing to learn here; one ignored position keeps the graph whole
+        keep = torch.tensor([targets.shape[1] - 1], device=labels.device)
+    out = model(**inputs, use_cache=False, logits_to_keep=keep)
+    return out.logits, targets[:, keep]
+
+
+def answer_logits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(B, K, V) logits and (B, K) targets -> (A, V): the answer tokens' predictions, batch then position order."""
+    return logits[targets != IGNORE_INDEX]  # (A, V)
+
+
+def answer_loss(logits: torch.Tensor, targets: torch.Tensor, num_items: float) -> torch.Tensor:
+    """Summed cross-entropy of the answer tokens / num_items (the LM loss of transformers, on kept positions)."""
+    flat = logits.float().reshape(-1, logits.shape[-1])
+    return F.cross_entropy(flat, targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum") / num_items
 
 
 def distill_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float, num_items: float) -> torch.Tensor:
@@ -81,8 +102,8 @@ def idle_term(model: nn.Module, batch: dict) -> torch.Tensor | float:
 
 
 def lm_loss(model: nn.Module, batch: dict, num_items: float, device: torch.device) -> MicroLoss:
-    out = model(**model_inputs(batch, device), num_items_in_batch=num_items, use_cache=False)
-    return MicroLoss(out.loss, {"lm": float(out.loss.detach())})
+    loss = answer_loss(*answer_forward(model, batch, device), num_items)
+    return MicroLoss(loss, {"lm": float(loss.detach())})
 
 
 def cotrain_loss(
@@ -94,11 +115,10 @@ def cotrain_loss(
         raise ValueError(f"the dataset gave {len(batches)} views of a sample, the recipe has {len(budgets)} budgets")
     total, parts, teacher = None, {}, None
     for budget, batch in zip(budgets, batches):
-        inputs = model_inputs(batch, device)
-        out = model(**inputs, num_items_in_batch=num_items, use_cache=False)
-        loss = out.loss
-        parts[f"lm_{budget}"] = float(out.loss.detach())
-        student = answer_logits(out.logits, inputs["labels"])  # (A, V)
+        logits, targets = answer_forward(model, batch, device)  # (B, K, V), (B, K)
+        loss = answer_loss(logits, targets, num_items)
+        parts[f"lm_{budget}"] = float(loss.detach())
+        student = answer_logits(logits, targets)  # (A, V)
         if teacher is not None and weight > 0:
             kl = distill_kl(student, teacher, temperature, num_items)
             parts[f"kl_{budget}"] = float(kl.detach())

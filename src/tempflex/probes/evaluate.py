@@ -1,0 +1,207 @@
+"""Multiple-choice evaluation of a TempFlex model on a probes split: accuracy per skill with confidence intervals.
+
+Scoring: one forward pass per question; the answer is the option letter whose first answer token the model rates
+highest at the answer position (the usual MVBench / Video-MME protocol restricted to the offered letters), so a
+model cannot lose points on formatting. Letters are tokenised through the processor's own chat template: the
+answer token is the first token after the generation prompt in the rendered ``user, assistant=L`` conversation.
+
+Shapes: B questions in a batch, K option letters, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from tempflex.probes.format import LETTERS
+from tempflex.video import load_video
+
+
+@dataclass
+class Prediction:
+    id: str
+    skill: str
+    temporal: bool
+    answer: str  # the right letter
+    predicted: str  # the model's letter
+    n_options: int
+    visual_tokens: int
+    scores: list[float]  # log-probabilities of the offered letters (softmax over them)
+
+    @property
+    def correct(self) -> bool:
+        return self.answer == self.predicted
+
+
+@dataclass
+class SkillScore:
+    skill: str
+    temporal: bool
+    n: int
+    correct: int
+    accuracy: float
+    ci_low: float  # Wilson score interval, 95 %
+    ci_high: float
+    chance: float  # mean of 1 / options
+    visual_tokens: float  # per question, mean
+
+
+@dataclass
+class EvalReport:
+    model: str
+    data: str
+    split: str
+    frames: int
+    skills: list[SkillScore] = field(default_factory=list)
+    temporal_accuracy: float = 0.0  # mean over temporal skills
+    static_accuracy: float = 0.0  # mean over static controls
+    temporal_chance: float = 0.0
+    static_chance: float = 0.0
+    questions: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion (sound at 0 and 1 successes, unlike the normal one)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def letter_token_ids(processor, letters: str = LETTERS) -> list[int]:
+    """The first answer token of each letter under the processor's chat template; they must differ."""
+    tok = processor.tokenizer
+    prompt = processor.apply_chat_template([{"role": "user", "content": "Q"}], add_generation_prompt=True)
+    prefix = tok(prompt, add_special_tokens=False).input_ids
+    ids = []
+    for letter in letters:
+        full = processor.apply_chat_template(
+            [{"role": "user", "content": "Q"}, {"role": "assistant", "content": letter}], add_generation_prompt=False
+        )
+        tokens = tok(full, add_special_tokens=False).input_ids
+        if tokens[: len(prefix)] != prefix or len(tokens) == len(prefix):
+            raise ValueError("the chat template does not render an answer after its generation prompt")
+        ids.append(tokens[len(prefix)])
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"the option letters {letters} share a first token under this tokenizer")
+    return ids
+
+
+def read_split(data: Path, split: str, limit: int | None = None) -> list[dict]:
+    path = Path(data) / f"{split}.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: generate the probes with `tempflex probes generate`")
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not records:
+        raise ValueError(f"{path} has no questions")
+    return records[:limit] if limit else records
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@torch.inference_mode()
+def score_questions(model, processor, prompts: list[str], videos: list, n_options: list[int],
+                    letter_ids: list[int]) -> tuple[list[list[float]], list[int]]:
+    """Per question the log-softmax over its offered letters and its visual token count."""
+    texts = [processor.apply_chat_template([{"role": "user", "content": p}]) for p in prompts]
+    inputs = processor(texts, videos=videos)
+    mask = inputs["attention_mask"]
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: positions as in training
+    out = model(**inputs, position_ids=position_ids, use_cache=False, logits_to_keep=1)
+    logits = out.logits[:, -1].float()  # (B, V)
+    visual = (inputs["input_ids"] == processor.video_token_id).sum(-1).tolist()
+    scores = []
+    for row, k in enumerate(n_options):
+        scores.append(torch.log_softmax(logits[row, letter_ids[:k]], dim=-1).tolist())
+    return scores, visual
+
+
+def evaluate(model, processor, data: str | Path, *, split: str = "test", frames: int = 16, batch_size: int = 8,
+             limit: int | None = None, progress=None) -> tuple[EvalReport, list[Prediction]]:
+    """Score every question of ``data/split.jsonl``; returns the report and the per-question predictions."""
+    import time
+
+    data = Path(data)
+    records = read_split(data, split, limit)
+    letter_ids = letter_token_ids(processor)
+    model.eval()
+    start = time.perf_counter()
+    predictions = []
+    for batch in _batches(records, batch_size):
+        prompts = [r["conversations"][0]["value"] for r in batch]
+        videos = [load_video(data / r["video"], num_frames=frames) for r in batch]
+        n_options = [len(r["options"]) for r in batch]
+        scores, visual = score_questions(model, processor, prompts, videos, n_options, letter_ids)
+        for r, s, v in zip(batch, scores, visual):
+            best = max(range(len(s)), key=s.__getitem__)
+            predictions.append(Prediction(r["id"], r["skill"], bool(r["temporal"]), r["answer"], LETTERS[best],
+                                          len(s), v, s))
+        if progress is not None:
+            progress(len(batch))
+    report = summarise(predictions, model=str(getattr(model, "name_or_path", "")), data=str(data), split=split,
+                       frames=frames)
+    report.seconds = time.perf_counter() - start
+    return report, predictions
+
+
+def summarise(predictions: list[Prediction], **meta) -> EvalReport:
+    by_skill: dict[str, list[Prediction]] = defaultdict(list)
+    for p in predictions:
+        by_skill[p.skill].append(p)
+    report = EvalReport(**meta, questions=len(predictions))
+    for skill, preds in by_skill.items():
+        correct = sum(p.correct for p in preds)
+        low, high = wilson(correct, len(preds))
+        report.skills.append(SkillScore(
+            skill, preds[0].temporal, len(preds), correct, correct / len(preds), low, high,
+            sum(1 / p.n_options for p in preds) / len(preds), sum(p.visual_tokens for p in preds) / len(preds)))
+    report.skills.sort(key=lambda s: (not s.temporal, s.skill))
+    for kind, temporal in (("temporal", True), ("static", False)):
+        chosen = [s for s in report.skills if s.temporal == temporal]
+        if chosen:
+            setattr(report, f"{kind}_accuracy", sum(s.accuracy for s in chosen) / len(chosen))
+            setattr(report, f"{kind}_chance", sum(s.chance for s in chosen) / len(chosen))
+    return report
+
+
+def plot_report(report: EvalReport, path: Path, title: str | None = None) -> Path:
+    """Bar chart: accuracy per skill with its 95 % interval, chance marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    skills = report.skills
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(skills) + 2), 4))
+    xs = range(len(skills))
+    acc = [s.accuracy for s in skills]
+    err = [[s.accuracy - s.ci_low for s in skills], [s.ci_high - s.accuracy for s in skills]]
+    colours = ["tab:blue" if s.temporal else "tab:gray" for s in skills]
+    ax.bar(xs, acc, yerr=err, color=colours, capsize=3)
+    for x, s in zip(xs, skills):
+        ax.hlines(s.chance, x - 0.4, x + 0.4, colors="tab:red", linestyles="dashed")
+    ax.set_xticks(list(xs), [s.skill for s in skills], rotation=35, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy (95 % CI); red: chance")
+    ax.set_title(title or f"{Path(report.model).name or 'model'} on {report.split} ({report.frames} frames)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
