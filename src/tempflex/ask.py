@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from tempflex.image import load_image
-from tempflex.probes.evaluate import letter_token_ids
+from tempflex.probes.evaluate import letter_token_ids, with_lead
 from tempflex.probes.format import LETTERS, format_question
 from tempflex.video import load_video
 
@@ -35,6 +35,7 @@ class Answer:
     frames: int  # frames given to the model (1 for an image)
     visual_tokens: int  # visual tokens that reached the LLM
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
+    budget: dict | None = None  # with a token budget: budget, visual_tokens, tag_tokens, total (<= budget), ...
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -47,6 +48,7 @@ class StageTimer:
         self.seconds: dict[str, float] = defaultdict(float)
         self._handles = []
         self._llm_calls = 0
+        self.llm_first = "prefill"  # what the LLM's first call is counted as (relevance scoring runs before it)
         for name in ("vision_tower", "temporal", "merger", "language_model"):
             module = getattr(model, name, None)
             if module is not None:
@@ -62,12 +64,19 @@ class StageTimer:
             elapsed = time.perf_counter() - starts.pop()
             if name == "language_model":
                 self._llm_calls += 1
-                key = "prefill" if self._llm_calls == 1 else "generate"
+                key = self.llm_first if self._llm_calls == 1 else "generate"
             else:
                 key = {"vision_tower": "vision", "temporal": "tff"}.get(name, name)
             self.seconds[key] += elapsed
 
         self._handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+
+    def next_phase(self) -> None:
+        """Calls of the LLM so far were not the answer's (e.g. relevance scoring): rename them, start counting anew."""
+        spent = self.seconds.pop("prefill", 0.0) + self.seconds.pop("generate", 0.0)
+        if spent:
+            self.seconds["relevance"] = self.seconds.get("relevance", 0.0) + spent
+        self._llm_calls = 0
 
     def close(self) -> None:
         for handle in self._handles:
@@ -105,41 +114,78 @@ class Asker:
         return int(self.model.config.video_frames_eval)
 
     @torch.inference_mode()
-    def ask(self, question: str, *, video: str | Path | None = None, image: str | Path | None = None,
-            frames: int | None = None, options: list[str] | None = None, max_new_tokens: int = 32) -> Answer:
-        if (video is None) == (image is None):
-            raise ValueError("give exactly one of a video or an image")
+    def ask(self, question: str, media: Media, *, options: list[str] | None = None, max_new_tokens: int = 32,
+            budget: str | dict | None = None) -> Answer:
+        """Answer ``question`` about decoded ``media`` (``load_media``): the best option, or a generated answer.
+
+        ``budget``: a token-budget pipeline (``"flux:256"``, ``"ata:1024,segment_frames=4"``, see
+        ``tempflex.budget.spec``) that caps the video's visual tokens plus time tags at the budget."""
         if not question.strip():
             raise ValueError("the question is empty")
         if options is not None and not 2 <= len(options) <= len(LETTERS):
             raise ValueError(f"give between 2 and {len(LETTERS)} options, got {len(options)}")
-        frames = frames or self.default_frames
-        if frames < 1:
-            raise ValueError(f"--frames must be >= 1, got {frames}")
         start = time.perf_counter()
-        if video is not None:
-            media = {"videos": [load_video(video, num_frames=frames)]}
-            placeholder, n_frames, token_id = "<video>", None, self.processor.video_token_id
-        else:
-            media = {"images": [load_image(image)]}
-            placeholder, n_frames, token_id = "<image>", 1, self.processor.image_token_id
-        decode = time.perf_counter() - start
-        if n_frames is None:
-            n_frames = int(media["videos"][0].frames.shape[0])
+        is_video = media.kind == "video"
+        placeholder = "<video>" if is_video else "<image>"
+        token_id = self.processor.video_token_id if is_video else self.processor.image_token_id
         prompt = placeholder + "\n" + (format_question(question, options) if options else question)
         text = self.processor.apply_chat_template([{"role": "user", "content": prompt}])
-        inputs = self.processor(text, **media)
-        visual = int((inputs["input_ids"] == token_id).sum())
+        spent = None
         with timed(self.model) as timer:
+            if budget is not None:
+                if not is_video:
+                    raise ValueError("a token budget applies to videos; an image has no frames to spend it on")
+                from tempflex.budget import BudgetPipeline
+
+                inputs, info = BudgetPipeline.from_spec(budget).prepare(self.model, self.processor, media.data, prompt)
+                spent = {k: info[k] for k in ("budget", "visual_tokens", "tag_tokens", "total", "tokens_per_frame")}
+                timer.next_phase()
+            else:
+                inputs = self.processor(text, **({"videos": [media.data]} if is_video else {"images": [media.data]}))
+            visual = int((inputs["input_ids"] == token_id).sum())
             if options:
-                out = self.model(**inputs, use_cache=False, logits_to_keep=1)
-                ids = letter_token_ids(self.processor, LETTERS[: len(options)])
-                best = int(out.logits[0, -1, ids].argmax())
+                letters = letter_token_ids(self.processor, LETTERS[: len(options)])
+                out = self.model(**with_lead(inputs, letters.lead, self.model), use_cache=False, logits_to_keep=1)
+                best = int(out.logits[0, -1, letters.ids].argmax())
                 choice, answer = LETTERS[best], f"{LETTERS[best]}) {options[best]}"
             else:
                 generated = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
                 new = generated[0, inputs["input_ids"].shape[1] :]
                 choice, answer = None, self.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
-        timings = {"decode": decode, **{k: float(v) for k, v in timer.seconds.items()},
-                   "total": time.perf_counter() - start}
-        return Answer(question, answer, choice, str(video or image), n_frames, visual, timings)
+        timings = {"decode": media.seconds, **{k: float(v) for k, v in timer.seconds.items()},
+                   "total": media.seconds + time.perf_counter() - start}
+        return Answer(question, answer, choice, media.path, media.frames, visual, timings, spent)
+
+
+@dataclass
+class Media:
+    """A decoded video (a ``load_video`` result) or image ((H, W, 3) uint8), with the time decoding took."""
+
+    kind: str  # "video" or "image"
+    path: str
+    data: object
+    frames: int
+    seconds: float
+
+
+def load_media(*, video: str | Path | None = None, image: str | Path | None = None, frames: int = 16) -> Media:
+    """Decode the one video (``frames`` sampled uniformly) or image; bad files raise one-line errors."""
+    if (video is None) == (image is None):
+        raise ValueError("give exactly one of a video or an image")
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    start = time.perf_counter()
+    if video is not None:
+        decoded = load_video(video, num_frames=frames)
+        return Media("video", str(video), decoded, int(decoded.frames.shape[0]), time.perf_counter() - start)
+    return Media("image", str(image), load_image(image), 1, time.perf_counter() - start)
+
+
+def model_frames(model_dir: str | Path | None) -> int:
+    """The frames a saved model samples per video at test time (its config's ``video_frames_eval``)."""
+    import json
+
+    config = Path(model_dir or DEFAULT_MODEL) / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{config.parent} is not a saved TempFlex model (no config.json)")
+    return int(json.loads(config.read_text()).get("video_frames_eval", 16))

@@ -95,3 +95,66 @@ def generate_cmd(
         finally:
             bar.close()
     typer.echo(summary.line())
+
+
+@probes_app.command("eval")
+def eval_cmd(
+    data: Annotated[Path, typer.Option("--data", help="A probe set made by `tempflex probes generate`.")],
+    model: Annotated[Path | None, typer.Option("--model", help="A saved TempFlex model (default: tempflex-tiny).")] = None,
+    split: Annotated[str, typer.Option("--split", help="Split to score (its JSONL must exist).")] = "test",
+    frames: Annotated[int | None, typer.Option("--frames", help="Frames per video (default: the model's).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Score only the first N questions.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Questions per forward pass.")] = 8,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for report.json, predictions.jsonl, accuracy.png (default: DATA/eval-SPLIT).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+) -> None:  # fmt: skip
+    """Accuracy per skill (95 % Wilson intervals), chance, visual tokens per question; a table, JSON and a plot."""
+    import json
+
+    from tempflex.ask import Asker
+    from tempflex.atomic import write_jsonl_atomic, write_text_atomic
+    from tempflex.cli import user_errors
+    from tempflex.probes.evaluate import evaluate, plot_report, read_split
+
+    with user_errors():
+        if batch_size < 1 or (limit is not None and limit < 1):
+            raise ValueError("--batch-size and --limit must be >= 1")
+        total = len(read_split(data, split, limit))
+        asker = Asker(model)
+        frames = asker.default_frames if frames is None else frames
+        if frames < 1:
+            raise ValueError(f"--frames must be >= 1, got {frames}")
+        with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      console=Console(stderr=True), transient=True) as bar:
+            task = bar.add_task("eval", total=total)
+            report, predictions = evaluate(asker.model, asker.processor, data, split=split, frames=frames,
+                                           batch_size=batch_size, limit=limit,
+                                           progress=lambda k: bar.advance(task, k))
+        report.model = str(asker.model_dir)
+        out = out or Path(data) / f"eval-{split}"
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "report.json", json.dumps(report.to_json(), indent=2) + "\n")
+        write_jsonl_atomic(out / "predictions.jsonl", (vars(p) for p in predictions))
+        plot = plot_report(report, out / "accuracy.png")
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    print_report(report)
+    typer.echo(f"wrote {out / 'report.json'}, {out / 'predictions.jsonl'}, {plot}")
+
+
+def print_report(report) -> None:
+    from rich.table import Table
+
+    from tempflex.cli import _console
+
+    table = Table(title=f"{report.model} on {report.data} [{report.split}], {report.frames} frames, "
+                        f"{report.questions} questions, {report.seconds:.0f} s")
+    for column in ("skill", "kind", "n", "accuracy", "95 % CI", "chance", "visual tokens"):
+        table.add_column(column, justify="left" if column in ("skill", "kind") else "right")
+    for s in report.skills:
+        table.add_row(s.skill, "temporal" if s.temporal else "static", str(s.n), f"{s.accuracy:.3f}",
+                      f"{s.ci_low:.2f}-{s.ci_high:.2f}", f"{s.chance:.3f}", f"{s.visual_tokens:.0f}")
+    table.add_row("mean temporal", "", "", f"{report.temporal_accuracy:.3f}", "", f"{report.temporal_chance:.3f}", "")
+    table.add_row("mean static", "", "", f"{report.static_accuracy:.3f}", "", f"{report.static_chance:.3f}", "")
+    _console().print(table)

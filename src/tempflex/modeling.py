@@ -231,9 +231,12 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
                 mask |= input_ids == token_id
         return mask
 
-    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
-        """Visual inputs are consumed at prefill; later steps read them from the KV cache."""
-        inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+    def prepare_inputs_for_generation(self, *args, inputs_embeds=None, is_first_iteration: bool | None = False,
+                                      **kwargs):
+        """Visual inputs are consumed at prefill; later steps read them from the KV cache. ``inputs_embeds`` is named
+        because transformers only starts generation from embeddings when the signature says so."""
+        inputs = super().prepare_inputs_for_generation(*args, inputs_embeds=inputs_embeds,
+                                                       is_first_iteration=is_first_iteration, **kwargs)
         if not is_first_iteration and kwargs.get("use_cache", True):
             for key in ("pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw"):
                 inputs.pop(key, None)

@@ -93,13 +93,13 @@ class TempFlexProcessor:
         self.tokenizer = tokenizer
         self.settings = settings or ProcessorSettings()
         s = self.settings
-        vocab = tokenizer.get_vocab()
-        missing = [t for t in (s.image_token, s.video_token, s.frame_separator_token) if t not in vocab]
+        # one lookup per token: get_vocab() builds a dict of the whole vocabulary (262k entries for Gemma3)
+        tokens = (s.image_token, s.video_token, s.frame_separator_token)
+        ids = [tokenizer.convert_tokens_to_ids(t) for t in tokens]
+        missing = [t for t, i in zip(tokens, ids) if i is None or i == tokenizer.unk_token_id]
         if missing:
             raise ValueError(f"tokenizer lacks the placeholder tokens {missing}: use tempflex.assemble to add them")
-        self.image_token_id = vocab[s.image_token]
-        self.video_token_id = vocab[s.video_token]
-        self.frame_separator_token_id = vocab[s.frame_separator_token]
+        self.image_token_id, self.video_token_id, self.frame_separator_token_id = ids
 
     # -- persistence ------------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path) -> None:

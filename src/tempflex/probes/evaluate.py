@@ -81,12 +81,21 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def letter_token_ids(processor, letters: str = LETTERS) -> list[int]:
-    """The first answer token of each letter under the processor's chat template; they must differ."""
+@dataclass(frozen=True)
+class AnswerTokens:
+    """How option letters start an answer: ``lead`` tokens every answer shares (e.g. a lone space under a plain
+    template), appended to the prompt, then one distinct token per letter (``ids``)."""
+
+    lead: list[int]
+    ids: list[int]
+
+
+def letter_token_ids(processor, letters: str = LETTERS) -> AnswerTokens:
+    """The answer tokens of each letter under the processor's chat template (rendered ``user, assistant=L``)."""
     tok = processor.tokenizer
     prompt = processor.apply_chat_template([{"role": "user", "content": "Q"}], add_generation_prompt=True)
     prefix = tok(prompt, add_special_tokens=False).input_ids
-    ids = []
+    answers = []
     for letter in letters:
         full = processor.apply_chat_template(
             [{"role": "user", "content": "Q"}, {"role": "assistant", "content": letter}], add_generation_prompt=False
@@ -94,10 +103,29 @@ def letter_token_ids(processor, letters: str = LETTERS) -> list[int]:
         tokens = tok(full, add_special_tokens=False).input_ids
         if tokens[: len(prefix)] != prefix or len(tokens) == len(prefix):
             raise ValueError("the chat template does not render an answer after its generation prompt")
-        ids.append(tokens[len(prefix)])
+        answers.append(tokens[len(prefix) :])
+    lead = 0
+    while all(len(a) > lead + 1 for a in answers) and len({a[lead] for a in answers}) == 1:
+        lead += 1
+    ids = [a[lead] for a in answers]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"the option letters {letters} share a first token under this tokenizer")
-    return ids
+        raise ValueError(f"the option letters {letters} share their answer tokens under this tokenizer")
+    return AnswerTokens(answers[0][:lead], ids)
+
+
+def with_lead(inputs: dict, lead: list[int], model=None) -> dict:
+    """Append the shared answer tokens to left-padded prompts (ids, mask, and embeddings when given: then
+    ``model`` embeds them)."""
+    if not lead:
+        return inputs
+    ids = inputs["input_ids"]
+    extra = torch.tensor(lead, dtype=ids.dtype, device=ids.device).expand(ids.shape[0], -1)
+    inputs["input_ids"] = torch.cat([ids, extra], dim=1)
+    inputs["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(extra)], dim=1)
+    if "inputs_embeds" in inputs:
+        embeds = model.get_input_embeddings()(extra).to(inputs["inputs_embeds"].dtype)
+        inputs["inputs_embeds"] = torch.cat([inputs["inputs_embeds"], embeds], dim=1)
+    return inputs
 
 
 def read_split(data: Path, split: str, limit: int | None = None) -> list[dict]:
@@ -117,10 +145,10 @@ def _batches(items: list, size: int) -> Iterator[list]:
 
 @torch.inference_mode()
 def score_questions(model, processor, prompts: list[str], videos: list, n_options: list[int],
-                    letter_ids: list[int]) -> tuple[list[list[float]], list[int]]:
+                    answer: AnswerTokens) -> tuple[list[list[float]], list[int]]:
     """Per question the log-softmax over its offered letters and its visual token count."""
     texts = [processor.apply_chat_template([{"role": "user", "content": p}]) for p in prompts]
-    inputs = processor(texts, videos=videos)
+    inputs = with_lead(processor(texts, videos=videos), answer.lead)
     mask = inputs["attention_mask"]
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: positions as in training
     out = model(**inputs, position_ids=position_ids, use_cache=False, logits_to_keep=1)
@@ -128,7 +156,7 @@ def score_questions(model, processor, prompts: list[str], videos: list, n_option
     visual = (inputs["input_ids"] == processor.video_token_id).sum(-1).tolist()
     scores = []
     for row, k in enumerate(n_options):
-        scores.append(torch.log_softmax(logits[row, letter_ids[:k]], dim=-1).tolist())
+        scores.append(torch.log_softmax(logits[row, answer.ids[:k]], dim=-1).tolist())
     return scores, visual
 
 
@@ -139,7 +167,7 @@ def evaluate(model, processor, data: str | Path, *, split: str = "test", frames:
 
     data = Path(data)
     records = read_split(data, split, limit)
-    letter_ids = letter_token_ids(processor)
+    answer = letter_token_ids(processor)
     model.eval()
     start = time.perf_counter()
     predictions = []
@@ -147,7 +175,7 @@ def evaluate(model, processor, data: str | Path, *, split: str = "test", frames:
         prompts = [r["conversations"][0]["value"] for r in batch]
         videos = [load_video(data / r["video"], num_frames=frames) for r in batch]
         n_options = [len(r["options"]) for r in batch]
-        scores, visual = score_questions(model, processor, prompts, videos, n_options, letter_ids)
+        scores, visual = score_questions(model, processor, prompts, videos, n_options, answer)
         for r, s, v in zip(batch, scores, visual):
             best = max(range(len(s)), key=s.__getitem__)
             predictions.append(Prediction(r["id"], r["skill"], bool(r["temporal"]), r["answer"], LETTERS[best],

@@ -69,6 +69,7 @@ class ConversationDataset(Dataset):
         self.processor = processor
         self.max_length = max_length
         self.num_frames = num_frames
+        self._budget_processors: dict[int, TempFlexProcessor] = {}
         self.seed = seed
         self.flexible = flexible
         self.budgets = sorted(cotrain_budgets, reverse=True) if cotrain_budgets else None
@@ -144,12 +145,14 @@ class ConversationDataset(Dataset):
         """The processor with at most ``budget`` tokens a video frame (None: the processor as configured)."""
         if budget is None:
             return self.processor
-        settings = self.processor.settings
-        lowest = min(settings.video_min_tokens_per_frame, budget)
-        return TempFlexProcessor(
-            self.processor.tokenizer,
-            dataclasses.replace(settings, video_max_tokens_per_frame=budget, video_min_tokens_per_frame=lowest),
-        )
+        if budget not in self._budget_processors:  # one per budget: a processor's set-up reads the vocabulary
+            settings = self.processor.settings
+            lowest = min(settings.video_min_tokens_per_frame, budget)
+            self._budget_processors[budget] = TempFlexProcessor(
+                self.processor.tokenizer,
+                dataclasses.replace(settings, video_max_tokens_per_frame=budget, video_min_tokens_per_frame=lowest),
+            )
+        return self._budget_processors[budget]
 
     def _example(self, record: Record, budget: int | None, images, clips) -> dict:
         processor = self._with_budget(budget)

@@ -98,6 +98,9 @@ def open_video(
             raise VideoDecodeError(
                 path, f"not a video file (FFmpeg reads it as text: {container.format.name})"
             )
+        name = container.format.name
+        if name in ("image2", "image2pipe") or name.endswith("_pipe"):  # FFmpeg's still-image readers
+            raise VideoDecodeError(path, f"is a still image ({name}), not a video: pass it as an image")
         yield container, _video_stream(container, path, max_pixels)
 
 

@@ -1,0 +1,98 @@
+"""`tempflex ask` on this CPU: seconds per stage (decode, vision encoder, TFF, merger, LLM prefill, generation) for
+16 and 64 frames of a real video, with the default model tempflex-tiny (Gemma3-270M frozen underneath).
+
+Side by side, the baseline is the bare LLM (the same Gemma3-270M) prefilling and generating from a text-only prompt
+of the same length: the ratio says what the visual path (decode + encoder + TFF + merger) adds to answering.
+
+    .venv/bin/python benchmarks/bench_ask.py --repeats 5
+
+Writes benchmarks/results/ask.md. Medians over the repeats after one warm-up; generation is forced to
+``--new-tokens`` tokens (no early stop) so that runs compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from tempflex.ask import Asker, load_media, timed
+from tempflex.samples import sample_videos
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_once(asker: Asker, video: Path, frames: int, new_tokens: int) -> dict[str, float]:
+    start = time.perf_counter()
+    media = load_media(video=video, frames=frames)
+    processor, model = asker.processor, asker.model
+    text = processor.apply_chat_template([{"role": "user", "content": "<video>\nWhat happens in the video?"}])
+    inputs = processor(text, videos=[media.data])
+    with torch.inference_mode(), timed(model) as timer:
+        model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+    total = time.perf_counter() - start
+    return {"decode": media.seconds, **timer.seconds, "total": total,
+            "tokens": float(inputs["input_ids"].shape[1]),
+            "visual": float((inputs["input_ids"] == processor.video_token_id).sum())}
+
+
+def run_baseline(asker: Asker, length: int, new_tokens: int) -> dict[str, float]:
+    """The bare LLM on a text prompt of ``length`` tokens."""
+    llm = asker.model.language_model
+    ids = torch.randint(1000, 2000, (1, length))
+    with torch.inference_mode(), timed(asker.model) as timer:
+        start = time.perf_counter()
+        # the hooks sit on asker.model.language_model, so the bare LLM's calls are timed the same way
+        llm.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
+                     min_new_tokens=new_tokens, do_sample=False)
+        total = time.perf_counter() - start
+    return {**timer.seconds, "total": total}
+
+
+def median(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r.get(k, 0.0) for r in runs) for k in runs[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--frames", default="16,64")
+    parser.add_argument("--new-tokens", type=int, default=16)
+    parser.add_argument("--model", type=Path, default=None)
+    args = parser.parse_args()
+    video = next(v for v in sample_videos() if v.name == "bigbuckbunny.mp4")
+    start = time.perf_counter()
+    asker = Asker(args.model)
+    load = time.perf_counter() - start
+    rows = []
+    for frames in (int(f) for f in args.frames.split(",")):
+        run_once(asker, video, frames, args.new_tokens)  # warm-up
+        ours = median([run_once(asker, video, frames, args.new_tokens) for _ in range(args.repeats)])
+        run_baseline(asker, int(ours["tokens"]), args.new_tokens)
+        base = median([run_baseline(asker, int(ours["tokens"]), args.new_tokens) for _ in range(args.repeats)])
+        rows.append((frames, ours, base))
+        print(frames, {k: round(v, 3) for k, v in ours.items()}, {k: round(v, 3) for k, v in base.items()})
+    lines = [
+        f"`ask` on bigbuckbunny.mp4 (1280x720, 5.3 s), model load {load:.1f} s (once per process), "
+        f"{args.new_tokens} generated tokens, median of {args.repeats}, torch threads {torch.get_num_threads()}.",
+        "",
+        "| frames | visual tokens | prompt tokens | decode s | vision s | TFF s | merger s | prefill s | generate s "
+        "| total s | bare LLM, same prompt length: prefill s / generate s / total s | total ratio ask / bare LLM |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for frames, o, b in rows:
+        lines.append(
+            f"| {frames} | {o['visual']:.0f} | {o['tokens']:.0f} | {o['decode']:.3f} | {o['vision']:.3f} | "
+            f"{o.get('tff', 0):.3f} | {o['merger']:.3f} | {o['prefill']:.3f} | {o['generate']:.3f} | {o['total']:.3f} "
+            f"| {b['prefill']:.3f} / {b['generate']:.3f} / {b['total']:.3f} | {o['total'] / b['total']:.2f} |")
+    out = ROOT / "benchmarks/results/ask.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

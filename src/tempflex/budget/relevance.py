@@ -1,0 +1,100 @@
+"""Zero-shot segment relevance from the model itself (Tempo's ATA router, with our model as its own small VLM).
+
+Shapes: S segments, B prompts in a batch, L text length, V vocabulary.
+
+For each segment, the model reads that segment's visual tokens and "Is this part of the video relevant to the
+question: {question}? Answer yes or no." through the processor's chat template; the score is
+logit(Yes) - logit(No) at the first answer position, i.e. the log-odds of "Yes" between the two answers. The
+answer ids are the first tokens after the generation prompt of the rendered answers (after any tokens both
+answers share, which the prompt then ends with), so they are the tokens the template would really produce. Segments are batched with left padding and explicit
+position ids, so a batch gives the scores one prompt at a time would (a test checks it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from tempflex.budget.base import BudgetError, TimestampEncoder, VisualTokens
+from tempflex.budget.prompt import build_prompt, frame_tags, left_pad, splice, split_template
+from tempflex.budget.timestamps import NoTags
+
+RELEVANCE_PROMPT = "Is this part of the video relevant to the question: {question}? Answer yes or no."
+ANSWERS = ("Yes", "No")  # the rendered answers whose first tokens are compared
+
+
+def answer_tokens(processor: Any, answers: Sequence[str] = ANSWERS) -> tuple[list[int], list[int]]:
+    """(lead, ids): the tokens every rendered answer shares after the generation prompt (a lone space under some
+    templates), which the prompt then ends with, and the first distinct token of each answer."""
+    tok = processor.tokenizer
+    user = [{"role": "user", "content": "Q"}]
+    prefix = tok(processor.apply_chat_template(user), add_special_tokens=False)["input_ids"]
+    rendered = []
+    for answer in answers:
+        text = processor.apply_chat_template(user + [{"role": "assistant", "content": answer}],
+                                             add_generation_prompt=False)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        if ids[: len(prefix)] != prefix or len(ids) == len(prefix):
+            raise BudgetError("the chat template does not render an answer after its generation prompt")
+        rendered.append(ids[len(prefix) :])
+    lead = 0
+    while all(len(r) > lead + 1 for r in rendered) and len({r[lead] for r in rendered}) == 1:
+        lead += 1
+    ids = [r[lead] for r in rendered]
+    if len(set(ids)) != len(ids):
+        raise BudgetError(f"the answers {list(answers)} share their answer tokens under this tokenizer")
+    return rendered[0][:lead], ids
+
+
+def segment_tokens(tokens: VisualTokens, segment: range) -> VisualTokens:
+    frame = tokens.positions[:, 0]
+    return tokens.select((frame >= segment.start) & (frame < segment.stop))
+
+
+@torch.no_grad()
+def segment_relevance(
+    model: Any,
+    processor: Any,
+    tokens: VisualTokens,
+    segments: Sequence[range],
+    question: str,
+    *,
+    timestamps: TimestampEncoder | None = None,
+    answers: Sequence[str] = ANSWERS,
+    batch_size: int = 8,
+) -> torch.Tensor:
+    """(S,) float32 logit(yes) - logit(no) per segment (a range of frames of ``tokens``); ``timestamps`` writes
+    the segment's time tags (none by default)."""
+    if not question.strip():
+        raise BudgetError("the question is empty")
+    if not segments:
+        raise BudgetError("no segments to score")
+    if batch_size < 1:
+        raise BudgetError(f"batch_size must be >= 1, got {batch_size}")
+    encoder = timestamps or NoTags()
+    prefix, suffix = split_template(processor, RELEVANCE_PROMPT.format(question=question.strip().rstrip("?")))
+    lead, (yes, no) = answer_tokens(processor, answers)
+    parts = [segment_tokens(tokens, seg) for seg in segments]
+    empty = [i for i, part in enumerate(parts) if not len(part)]
+    if empty:
+        raise BudgetError(f"segments {empty} keep no visual tokens")
+    prompts = [build_prompt(processor, prefix, suffix, p.tokens_per_frame().tolist(), frame_tags(encoder, p))
+               for p in parts]
+    pad_id = processor.tokenizer.pad_token_id
+    pad_id = processor.tokenizer.eos_token_id if pad_id is None else pad_id
+    scores = []
+    for start in range(0, len(parts), batch_size):
+        chunk = range(start, min(start + batch_size, len(parts)))
+        tail = torch.tensor(lead, dtype=torch.long)  # the answers' shared lead, if any
+        ids, mask = left_pad([torch.cat([prompts[i].input_ids, tail]) for i in chunk], pad_id)  # (B, L)
+        ids, mask = ids.to(model.device), mask.to(model.device)
+        visual = torch.cat([parts[i].tokens for i in chunk])  # (V, E)
+        embeds = splice(model, ids, visual, processor.video_token_id)  # (B, L, E)
+        position_ids = (mask.cumsum(dim=-1) - 1).clamp(min=0)  # (B, L): real tokens start at 0 after the padding
+        out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=False,
+                    logits_to_keep=1)
+        logits = out.logits[:, -1].float()  # (B, V)
+        scores.append((logits[:, yes] - logits[:, no]).cpu())
+    return torch.cat(scores)

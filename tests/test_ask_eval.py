@@ -1,0 +1,181 @@
+"""Probe evaluation and `tempflex ask` on tiny random models and real files; the trained default model is in
+test_default_model.py (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tempflex.ask import Asker, load_media, model_frames
+from tempflex.cli import app
+from tempflex.probes import ProbeSettings, generate_probes
+from tempflex.probes.evaluate import Prediction, evaluate, letter_token_ids, plot_report, summarise, wilson
+from tempflex.probes.format import format_question
+from tempflex.video import VideoDecodeError, load_video
+
+from conftest import skimage_photo, tiny_model
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def probes(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("probes")
+    generate_probes(out, seed=3, n=20, settings=ProbeSettings(split={"test": 1.0}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def saved_tiny(tmp_path_factory) -> Path:
+    model, processor = tiny_model(video_frames_eval=8)
+    out = tmp_path_factory.mktemp("tiny_model")
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def test_wilson_interval_golden_values() -> None:
+    low, high = wilson(8, 10)
+    assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
+    assert wilson(0, 5)[0] == 0.0 and wilson(5, 5)[1] == 1.0 and wilson(0, 0) == (0.0, 1.0)
+
+
+def test_letters_are_single_distinct_tokens_under_both_templates() -> None:
+    for text in ("qwen3", "gemma3"):
+        _, processor = tiny_model(text)
+        answer = letter_token_ids(processor)
+        assert len(set(answer.ids)) == len(answer.ids) == 8 and answer.lead == []
+    # the tiny BPE writes " A" as one token but " B" as " ", "B": one forward cannot tell the letters apart
+    _, plain = tiny_model(chat_template=False)
+    with pytest.raises(ValueError, match="share their answer tokens"):
+        letter_token_ids(plain, "ABCD")
+
+
+def test_evaluate_scores_every_question_and_summarises_per_skill(probes: Path) -> None:
+    model, processor = tiny_model()
+    report, predictions = evaluate(model, processor, probes, split="test", frames=8, batch_size=6)
+    records = [json.loads(line) for line in (probes / "test.jsonl").read_text().splitlines()]
+    assert len(predictions) == report.questions == len(records) == 20
+    assert [p.id for p in predictions] == [r["id"] for r in records]
+    for p, r in zip(predictions, records):
+        assert p.answer == r["answer"] and p.n_options == len(r["options"]) == len(p.scores)
+        assert abs(sum(torch.tensor(p.scores).exp()) - 1) < 1e-4  # a softmax over the offered letters
+        assert p.visual_tokens == 8 * 4  # 8 frames of 64x64 px: 2x2 merged tokens each
+        assert p.predicted == "ABCDEFGH"[max(range(len(p.scores)), key=p.scores.__getitem__)]
+    assert {s.skill for s in report.skills} == {r["skill"] for r in records}
+    for s in report.skills:
+        assert s.ci_low <= s.accuracy <= s.ci_high and 0 < s.chance < 1
+    temporal = [s for s in report.skills if s.temporal]
+    assert report.temporal_accuracy == pytest.approx(sum(s.accuracy for s in temporal) / len(temporal))
+
+
+def test_evaluate_is_batch_size_invariant(probes: Path) -> None:
+    """Left padding with positions from the mask: a question scores the same alone or in a batch."""
+    model, processor = tiny_model("gemma3")
+    _, one = evaluate(model, processor, probes, frames=8, batch_size=1, limit=6)
+    _, six = evaluate(model, processor, probes, frames=8, batch_size=6, limit=6)
+    for a, b in zip(one, six):
+        assert a.scores == pytest.approx(b.scores, abs=1e-4)
+
+
+def test_summarise_and_plot(tmp_path: Path) -> None:
+    preds = [Prediction(f"q{i}", "counting", True, "A", "A" if i < 3 else "B", 4, 64, [0.0] * 4) for i in range(4)]
+    preds.append(Prediction("s", "appearance", False, "B", "B", 4, 64, [0.0] * 4))
+    report = summarise(preds, model="m", data="d", split="test", frames=16)
+    counting = next(s for s in report.skills if s.skill == "counting")
+    assert (counting.correct, counting.n, counting.accuracy, counting.chance) == (3, 4, 0.75, 0.25)
+    assert report.temporal_accuracy == 0.75 and report.static_accuracy == 1.0
+    assert plot_report(report, tmp_path / "a.png").stat().st_size > 1000
+
+
+def test_ask_scores_options_and_generates(saved_tiny: Path, probes: Path) -> None:
+    asker = Asker(saved_tiny)
+    assert asker.default_frames == model_frames(saved_tiny) == 8
+    media = load_media(video=probes / "videos/test/test-000000.mp4", frames=8)
+    answer = asker.ask("Which way does it move?", media, options=["left", "right", "up", "down"])
+    assert answer.choice in "ABCD" and answer.text.endswith(("left", "right", "up", "down"))
+    assert (answer.frames, answer.visual_tokens) == (8, 32)
+    assert {"decode", "vision", "tff", "merger", "prefill", "total"} <= set(answer.timings)
+    free = asker.ask("What happens?", media, max_new_tokens=4)
+    assert free.choice is None and "generate" in free.timings
+
+
+def test_format_question_matches_the_probe_records(probes: Path) -> None:
+    record = json.loads((probes / "test.jsonl").read_text().splitlines()[0])
+    prompt = record["conversations"][0]["value"]
+    assert prompt == "<video>\n" + format_question(record["question"], record["options"])
+
+
+def test_ask_cli_json_and_bad_inputs(saved_tiny: Path, probes: Path, tmp_path: Path) -> None:
+    video = str(probes / "videos/test/test-000001.mp4")
+    ok = runner.invoke(app, ["ask", "--model", str(saved_tiny), "--video", video, "Where?", "-o", "left", "-o",
+                             "right", "--json"])
+    assert ok.exit_code == 0, ok.output
+    payload = json.loads(ok.stdout)
+    assert payload["choice"] in ("A", "B") and payload["visual_tokens"] == 32 and payload["frames"] == 8
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(Path(video).read_bytes()[:3000])
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    photo = str(skimage_photo("astronaut.png"))
+    cases = {
+        "no such file": ["--video", str(tmp_path / "missing.mp4")],
+        "corrupt": ["--video", str(corrupt)],
+        "empty": ["--video", str(empty)],
+        "still image": ["--video", photo],
+        "exactly one": ["--video", video, "--image", photo],
+        "not a saved TempFlex model": ["--video", video, "--model", str(tmp_path)],
+        "frames must be >= 1": ["--video", video, "--frames", "0"],
+    }
+    for expected, args in cases.items():
+        model = [] if "--model" in args else ["--model", str(saved_tiny)]
+        result = runner.invoke(app, ["ask", *model, *args, "What moves?"])
+        assert result.exit_code == 2, (expected, result.output)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], (expected, lines)
+
+
+def test_load_video_refuses_a_still_image() -> None:
+    with pytest.raises(VideoDecodeError, match="still image"):
+        load_video(skimage_photo("astronaut.png"), num_frames=4)
+
+
+def test_probes_eval_cli_writes_report_predictions_and_plot(saved_tiny: Path, probes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    result = runner.invoke(app, ["probes", "eval", "--model", str(saved_tiny), "--data", str(probes), "--limit", "10",
+                                 "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["questions"] == 10 and report["frames"] == 8
+    assert json.loads((out / "report.json").read_text()) == report
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 10
+    assert (out / "accuracy.png").stat().st_size > 1000
+    bad = runner.invoke(app, ["probes", "eval", "--model", str(saved_tiny), "--data", str(tmp_path)])
+    assert bad.exit_code == 2 and "test.jsonl not found" in bad.stderr
+
+
+@pytest.mark.parametrize("reduce", ["flux", "drop", "uniform", "ata,segment_frames=2"])
+def test_ask_budget_caps_the_visual_tokens(saved_tiny: Path, probes: Path, reduce: str) -> None:
+    video = str(probes / "videos/test/test-000002.mp4")
+    result = runner.invoke(app, ["ask", "--model", str(saved_tiny), "--video", video, "What moves?", "-o", "left",
+                                 "-o", "right", "--budget", "13", "--reduce", reduce, "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    spent = answer["budget"]
+    assert spent["budget"] == 13 and spent["total"] <= 13 and answer["visual_tokens"] == spent["visual_tokens"] > 0
+    assert sum(spent["tokens_per_frame"]) == spent["visual_tokens"]
+
+
+def test_ask_budget_bad_values_are_one_line_errors(saved_tiny: Path, probes: Path) -> None:
+    video = str(probes / "videos/test/test-000002.mp4")
+    photo = str(skimage_photo("astronaut.png"))
+    cases = {"positive": ["--video", video, "--budget", "0"], "unknown reducer": ["--video", video, "--budget", "8",
+             "--reduce", "nope"], "applies to videos": ["--image", photo, "--budget", "8"]}
+    for expected, args in cases.items():
+        result = runner.invoke(app, ["ask", "--model", str(saved_tiny), *args, "What?"])
+        assert result.exit_code == 2 and expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
+            expected, result.output)
