@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from tempflex.cli import app
 from tempflex.probes import SKILLS, ProbeSettings, generate_probes, sample_probe
-from tempflex.probes.format import LETTERS
 from tempflex.probes.generate import write_mp4
 from tempflex.probes.render import BACKGROUND, COLOURS, SHAPES, shape_mask
 from tempflex.train.records import load_mixture, parse_record, read_raw
@@ -46,7 +45,7 @@ def _decode(out: Path, record: dict) -> np.ndarray:
 
 def test_layout_records_and_mixtures(probe_set):
     meta = json.loads((probe_set / "probes.json").read_text())
-    assert meta["version"] == 1 and meta["seed"] == SEED and meta["complete"]
+    assert meta["version"] == 2 and meta["seed"] == SEED and meta["complete"]
     assert meta["counts"] == {"train": 32, "val": 4, "test": 4}
     assert meta["settings"] == ProbeSettings().to_dict() and meta["skills"] == list(SKILLS)
     assert meta["chance"]["object_direction"] == 0.25 and meta["chance"]["speed_change"] == pytest.approx(1 / 3, 1e-3)
@@ -57,10 +56,10 @@ def test_layout_records_and_mixtures(probe_set):
         for i, r in enumerate(records):
             assert r["skill"] == list(SKILLS)[i % len(SKILLS)]
             assert (probe_set / r["video"]).is_file() and r["video"] == f"videos/{split}/{r['id']}.mp4"
-            assert r["answer"] == LETTERS[r["answer_index"]] == r["conversations"][1]["value"]
+            assert r["answer"] == r["options"][r["answer_index"]] == r["conversations"][1]["value"]
             prompt = r["conversations"][0]["value"]
-            assert prompt.startswith("<video>\n" + r["question"] + "\n(A) " + r["options"][0])
-            assert prompt.endswith("\nAnswer with the option's letter.") and len(set(r["options"])) == len(r["options"])
+            assert prompt == "<video>\n" + r["question"] + "\nOptions: " + ", ".join(r["options"]) + ".\nAnswer with one of the options."
+            assert prompt.endswith("\nAnswer with one of the options.") and len(set(r["options"])) == len(r["options"])
         mixture = load_mixture(probe_set / f"mixture_{split}.yaml")
         spec = mixture.datasets[0]
         assert spec.name == f"probes_{split}" and spec.media_root == probe_set.resolve()
@@ -199,7 +198,7 @@ def _read_speed(f, p, S):
     first, second = (np.abs(_motion(f, [p["colour"]], a, b)).max() for a, b in ((0, T // 2 - 1), (T // 2, T - 1)))
     ratio = second / first
     assert not 0.71 <= ratio <= 0.8 and not 1.25 <= ratio <= 1.4, ratio  # clear either way
-    return "it speeds up" if ratio > 1.4 else "it slows down" if ratio < 0.71 else "it stays the same"
+    return "faster" if ratio > 1.4 else "slower" if ratio < 0.71 else "constant"
 
 
 def _read_order(f, p, S):
@@ -214,12 +213,12 @@ def _read_count(f, p, S):
 
 def _read_attribute(f, p, S):
     if p["kind"] == "colour":
-        colours = [c for c in COLOURS if c in " ".join(p["options"])]
-        dominant = [max(colours, key=lambda c: _mask(f, c)[t].sum()) for t in (0, -1)]
-        return f"{dominant[0]} to {dominant[1]}"
+        first, last = (max(p["options"], key=lambda c: _mask(f, c)[t].sum()) for t in (0, -1))
+        assert first == p["from"] != last  # the start colour is the distractor option
+        return last
     area = _mask(f, p["colour"]).reshape(len(f), -1).sum(1)
     ratio = area[-1] / area[0]
-    return "it grows" if ratio > 3 else "it shrinks" if ratio < 1 / 3 else "it stays the same"
+    return "bigger" if ratio > 3 else "smaller" if ratio < 1 / 3 else "unchanged"
 
 
 def _read_periodic(f, p, S):

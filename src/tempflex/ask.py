@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from tempflex.image import load_image
-from tempflex.probes.evaluate import letter_token_ids, with_lead
+from tempflex.probes.evaluate import answer_tokens, with_lead
 from tempflex.probes.format import LETTERS, format_question
 from tempflex.video import load_video
 
@@ -29,8 +29,8 @@ DEFAULT_MODEL = Path(__file__).parent / "models" / "tempflex-tiny"
 @dataclass
 class Answer:
     question: str
-    text: str  # the answer: "B) right" with options, else the generated text
-    choice: str | None  # the chosen letter when options were offered
+    text: str  # the answer: the chosen option, else the generated text
+    choice: str | None  # the chosen option when options were offered
     media: str
     frames: int  # frames given to the model (1 for an image)
     visual_tokens: int  # visual tokens that reached the LLM
@@ -137,17 +137,17 @@ class Asker:
                     raise ValueError("a token budget applies to videos; an image has no frames to spend it on")
                 from tempflex.budget import BudgetPipeline
 
-                inputs, info = BudgetPipeline.from_spec(budget).prepare(self.model, self.processor, media.data, prompt)
+                inputs, info = BudgetPipeline.from_spec(budget).prepare(self.model, self.processor, media.data, prompt,
+                                                                        query=question)
                 spent = {k: info[k] for k in ("budget", "visual_tokens", "tag_tokens", "total", "tokens_per_frame")}
                 timer.next_phase()
             else:
                 inputs = self.processor(text, **({"videos": [media.data]} if is_video else {"images": [media.data]}))
             visual = int((inputs["input_ids"] == token_id).sum())
             if options:
-                letters = letter_token_ids(self.processor, LETTERS[: len(options)])
-                out = self.model(**with_lead(inputs, letters.lead, self.model), use_cache=False, logits_to_keep=1)
-                best = int(out.logits[0, -1, letters.ids].argmax())
-                choice, answer = LETTERS[best], f"{LETTERS[best]}) {options[best]}"
+                tokens = answer_tokens(self.processor, options)
+                out = self.model(**with_lead(inputs, tokens.lead, self.model), use_cache=False, logits_to_keep=1)
+                choice = answer = options[int(out.logits[0, -1, tokens.ids].argmax())]
             else:
                 generated = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
                 new = generated[0, inputs["input_ids"].shape[1] :]

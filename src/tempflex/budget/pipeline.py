@@ -127,18 +127,21 @@ class BudgetPipeline:
         return VideoClip(clip.frames[index], times), index
 
     @torch.no_grad()
-    def prepare(self, model: Any, processor: Any, clip: Any, prompt: str) -> tuple[dict, dict]:
+    def prepare(self, model: Any, processor: Any, clip: Any, prompt: str,
+                query: str | None = None) -> tuple[dict, dict]:
         """(inputs, info): inputs ``input_ids``, ``attention_mask`` (1, L) and ``inputs_embeds`` (1, L, E) for
         ``model(**inputs)`` or ``generate``; info says what was spent (see docs/budget.md). ``clip`` is a
         ``VideoClip``, a ``load_video`` result or (T, H, W, 3) uint8 frames; ``prompt`` the user's text, with or
-        without a ``<video>`` placeholder (put in front if missing)."""
+        without a ``<video>`` placeholder (put in front if missing); ``query`` the bare question that relevance
+        scoring asks about (default: the prompt without its placeholder; pass it when the prompt also carries
+        options or instructions)."""
         prefix, suffix = split_template(processor, prompt)  # a bad prompt fails before any encoding
         clip, index = self.select_frames(_video_clip(clip), prompt)
         tokens = encode_clip(model, processor, clip)
         encoder, tok = self.encoder(processor), processor.tokenizer
         relevance = None
         if isinstance(self.reducer, QueryAwareReducer):
-            question = prompt.replace(VIDEO_PLACEHOLDER, "").strip()
+            question = (query or prompt.replace(VIDEO_PLACEHOLDER, "")).strip()
             relevance = segment_relevance(model, processor, tokens, self.reducer.segments(tokens.frames), question,
                                           timestamps=encoder, batch_size=self.relevance_batch)
 

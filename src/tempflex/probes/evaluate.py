@@ -1,11 +1,12 @@
 """Multiple-choice evaluation of a TempFlex model on a probes split: accuracy per skill with confidence intervals.
 
-Scoring: one forward pass per question; the answer is the option letter whose first answer token the model rates
-highest at the answer position (the usual MVBench / Video-MME protocol restricted to the offered letters), so a
-model cannot lose points on formatting. Letters are tokenised through the processor's own chat template: the
-answer token is the first token after the generation prompt in the rendered ``user, assistant=L`` conversation.
+Scoring: one forward pass per question; the answer is the option whose first answer token the model rates highest
+at the answer position (the answers are the options' text, see ``tempflex.probes.format``), so a model cannot lose
+points on formatting. Options are tokenised through the processor's own chat template: an option's token is the
+first token after the generation prompt in the rendered ``user, assistant=option`` conversation (after any tokens
+all the options share, which are appended to the prompt).
 
-Shapes: B questions in a batch, K option letters, V vocabulary.
+Shapes: B questions in a batch, K options, V vocabulary.
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from tempflex.probes.format import LETTERS
 from tempflex.video import load_video
 
 
@@ -28,11 +28,11 @@ class Prediction:
     id: str
     skill: str
     temporal: bool
-    answer: str  # the right letter
-    predicted: str  # the model's letter
+    answer: str  # the right option
+    predicted: str  # the model's option
     n_options: int
     visual_tokens: int
-    scores: list[float]  # log-probabilities of the offered letters (softmax over them)
+    scores: list[float]  # log-probabilities of the offered options (softmax over their first tokens)
 
     @property
     def correct(self) -> bool:
@@ -83,22 +83,22 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class AnswerTokens:
-    """How option letters start an answer: ``lead`` tokens every answer shares (e.g. a lone space under a plain
-    template), appended to the prompt, then one distinct token per letter (``ids``)."""
+    """How the options start an answer: ``lead`` tokens every answer shares (e.g. "it" in "it grows", "it
+    shrinks"), appended to the prompt, then one distinct token per option (``ids``)."""
 
     lead: list[int]
     ids: list[int]
 
 
-def letter_token_ids(processor, letters: str = LETTERS) -> AnswerTokens:
-    """The answer tokens of each letter under the processor's chat template (rendered ``user, assistant=L``)."""
+def answer_tokens(processor, options: Sequence[str]) -> AnswerTokens:
+    """The answer tokens of each option under the processor's chat template (``user, assistant=option``)."""
     tok = processor.tokenizer
     prompt = processor.apply_chat_template([{"role": "user", "content": "Q"}], add_generation_prompt=True)
     prefix = tok(prompt, add_special_tokens=False).input_ids
     answers = []
-    for letter in letters:
+    for option in options:
         full = processor.apply_chat_template(
-            [{"role": "user", "content": "Q"}, {"role": "assistant", "content": letter}], add_generation_prompt=False
+            [{"role": "user", "content": "Q"}, {"role": "assistant", "content": option}], add_generation_prompt=False
         )
         tokens = tok(full, add_special_tokens=False).input_ids
         if tokens[: len(prefix)] != prefix or len(tokens) == len(prefix):
@@ -109,7 +109,8 @@ def letter_token_ids(processor, letters: str = LETTERS) -> AnswerTokens:
         lead += 1
     ids = [a[lead] for a in answers]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"the option letters {letters} share their answer tokens under this tokenizer")
+        raise ValueError(f"the options {list(options)} cannot be told apart by one token (make their first words "
+                         "differ)")
     return AnswerTokens(answers[0][:lead], ids)
 
 
@@ -144,20 +145,36 @@ def _batches(items: list, size: int) -> Iterator[list]:
 
 
 @torch.inference_mode()
-def score_questions(model, processor, prompts: list[str], videos: list, n_options: list[int],
-                    answer: AnswerTokens) -> tuple[list[list[float]], list[int]]:
-    """Per question the log-softmax over its offered letters and its visual token count."""
+def score_questions(model, processor, prompts: list[str], videos: list,
+                    answers: list[AnswerTokens]) -> tuple[list[list[float]], list[int]]:
+    """Per question the log-softmax over its options' tokens, and its visual token count. Questions whose options
+    share lead tokens must come one per call (the lead is appended to the prompt)."""
+    if len({tuple(a.lead) for a in answers}) > 1:
+        raise ValueError("score questions with different lead tokens in separate calls")
     texts = [processor.apply_chat_template([{"role": "user", "content": p}]) for p in prompts]
-    inputs = with_lead(processor(texts, videos=videos), answer.lead)
+    inputs = with_lead(processor(texts, videos=videos), answers[0].lead, model)
     mask = inputs["attention_mask"]
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding: positions as in training
     out = model(**inputs, position_ids=position_ids, use_cache=False, logits_to_keep=1)
     logits = out.logits[:, -1].float()  # (B, V)
     visual = (inputs["input_ids"] == processor.video_token_id).sum(-1).tolist()
-    scores = []
-    for row, k in enumerate(n_options):
-        scores.append(torch.log_softmax(logits[row, answer.ids[:k]], dim=-1).tolist())
+    scores = [torch.log_softmax(logits[row, a.ids], dim=-1).tolist() for row, a in enumerate(answers)]
     return scores, visual
+
+
+def _runs(records: list[dict], answers: list[AnswerTokens], size: int) -> Iterator[list[int]]:
+    """Batches of record indices: up to ``size`` questions whose options need no lead, the others alone."""
+    batch: list[int] = []
+    for i, answer in enumerate(answers):
+        if answer.lead:
+            yield [i]
+            continue
+        batch.append(i)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def evaluate(model, processor, data: str | Path, *, split: str = "test", frames: int = 16, batch_size: int = 8,
@@ -167,25 +184,30 @@ def evaluate(model, processor, data: str | Path, *, split: str = "test", frames:
 
     data = Path(data)
     records = read_split(data, split, limit)
-    answer = letter_token_ids(processor)
+    cache: dict[tuple[str, ...], AnswerTokens] = {}
+    for r in records:  # one tokenisation per distinct option list
+        if tuple(r["options"]) not in cache:
+            cache[tuple(r["options"])] = answer_tokens(processor, r["options"])
+    answers = [cache[tuple(r["options"])] for r in records]
     model.eval()
     start = time.perf_counter()
-    predictions = []
-    for batch in _batches(records, batch_size):
+    predictions: dict[int, Prediction] = {}
+    for run in _runs(records, answers, batch_size):
+        batch = [records[i] for i in run]
         prompts = [r["conversations"][0]["value"] for r in batch]
         videos = [load_video(data / r["video"], num_frames=frames) for r in batch]
-        n_options = [len(r["options"]) for r in batch]
-        scores, visual = score_questions(model, processor, prompts, videos, n_options, answer)
-        for r, s, v in zip(batch, scores, visual):
+        scores, visual = score_questions(model, processor, prompts, videos, [answers[i] for i in run])
+        for i, r, s, v in zip(run, batch, scores, visual):
             best = max(range(len(s)), key=s.__getitem__)
-            predictions.append(Prediction(r["id"], r["skill"], bool(r["temporal"]), r["answer"], LETTERS[best],
-                                          len(s), v, s))
+            predictions[i] = Prediction(r["id"], r["skill"], bool(r["temporal"]), r["answer"], r["options"][best],
+                                        len(s), v, s)
         if progress is not None:
             progress(len(batch))
-    report = summarise(predictions, model=str(getattr(model, "name_or_path", "")), data=str(data), split=split,
+    ordered = [predictions[i] for i in range(len(records))]
+    report = summarise(ordered, model=str(getattr(model, "name_or_path", "")), data=str(data), split=split,
                        frames=frames)
     report.seconds = time.perf_counter() - start
-    return report, predictions
+    return report, ordered
 
 
 def summarise(predictions: list[Prediction], **meta) -> EvalReport:

@@ -23,10 +23,10 @@ import numpy as np
 import yaml
 
 from tempflex.atomic import fsync_dir, write_jsonl_atomic, write_text_atomic
-from tempflex.probes.format import LETTERS, format_question
+from tempflex.probes.format import format_question
 from tempflex.probes.skills import SKILLS, ClipSpec, Probe
 
-VERSION = 1
+VERSION = 2  # 2: answers are the options' text
 SPLITS = ("train", "val", "test")  # their positions are the split ids that seed the rng
 CRF = 12  # x264 quality: low enough that the flat colours survive yuv420p intact
 
@@ -108,7 +108,7 @@ def probe_record(split: str, index: int, skill: str, probe: Probe) -> dict:
     """The LLaVA-format training record of a probe, with its metadata."""
     sample_id = f"{split}-{index:06d}"
     prompt = "<video>\n" + format_question(probe.question, probe.options)
-    answer = LETTERS[probe.answer]
+    answer = probe.options[probe.answer]  # the option's text (see tempflex.probes.format)
     return {
         "id": sample_id,
         "video": f"videos/{split}/{sample_id}.mp4",

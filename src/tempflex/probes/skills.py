@@ -203,7 +203,7 @@ def camera_direction(rng: np.random.Generator, spec: ClipSpec) -> Probe:
     return _direction_probe(rng, frames, "Which way does the camera move?", direction, params)
 
 
-SPEED_KINDS = ("it speeds up", "it slows down", "it stays the same")
+SPEED_KINDS = ("faster", "slower", "constant")  # distinct first words: one forward scores them
 
 
 def speed_change(rng: np.random.Generator, spec: ClipSpec) -> Probe:
@@ -221,7 +221,7 @@ def speed_change(rng: np.random.Generator, spec: ClipSpec) -> Probe:
     options, answer = _shuffled(rng, list(SPEED_KINDS), kind)
     params = {"change": SPEED_KINDS[kind], "ratio": _r(ratio), "direction": direction, "colour": colour,
               "shape": shape}
-    return Probe(frames, f"How does the speed of the {colour} {shape} change?", options, answer, True, params)
+    return Probe(frames, f"Does the {colour} {shape} get faster, get slower, or keep a constant speed?", options, answer, True, params)
 
 
 def event_order(rng: np.random.Generator, spec: ClipSpec) -> Probe:
@@ -266,7 +266,7 @@ def counting(rng: np.random.Generator, spec: ClipSpec) -> Probe:
     return Probe(frames, f"How many times does {_a(colour)} shape appear?", options, answer, True, params)
 
 
-SIZE_KINDS = ("it grows", "it shrinks", "it stays the same")
+SIZE_KINDS = ("bigger", "smaller", "unchanged")
 
 
 def attribute_change(rng: np.random.Generator, spec: ClipSpec) -> Probe:
@@ -283,9 +283,9 @@ def attribute_change(rng: np.random.Generator, spec: ClipSpec) -> Probe:
         track = Track.still(shape, a, (float(rng.uniform(lo, hi)), float(rng.uniform(lo, hi))), size, spec.frames)
         track.colour = [a if i < change else b for i in t]
         frames = _scene(spec, [track], _distractors(rng, spec, [a, b, c, d], [s for s in SHAPES if s != shape]))
-        options, answer = _shuffled(rng, [f"{a} to {b}", f"{b} to {a}", f"{a} to {c}", f"{d} to {b}"], 0)
+        options, answer = _shuffled(rng, [b, a, c, d], 0)  # the start colour a is the temporal distractor
         params = {"kind": "colour", "shape": shape, "from": a, "to": b, "frame": change}
-        return Probe(frames, f"What colour change happens to the {shape}?", options, answer, True, params)
+        return Probe(frames, f"What colour does the {shape} turn into?", options, answer, True, params)
     kind = int(rng.integers(3))
     (colour,) = _pick(rng, list(COLOURS))
     small = float(rng.uniform(spec.size / 7, spec.size / 5.5))
@@ -298,7 +298,7 @@ def attribute_change(rng: np.random.Generator, spec: ClipSpec) -> Probe:
     options, answer = _shuffled(rng, list(SIZE_KINDS), kind)
     params = {"kind": "size", "change": SIZE_KINDS[kind], "colour": colour, "shape": shape,
               "sizes": [_r(s) for s in sizes]}
-    return Probe(frames, f"How does the size of the {colour} {shape} change?", options, answer, True, params)
+    return Probe(frames, f"Does the {colour} {shape} get bigger, get smaller, or keep its size?", options, answer, True, params)
 
 
 def periodic(rng: np.random.Generator, spec: ClipSpec) -> Probe:

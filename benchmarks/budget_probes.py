@@ -1,0 +1,314 @@
+"""Accuracy against visual tokens per frame on the probes' test split, for six ways of spending a token budget.
+
+Budgets are b = 1, 2, 3 tokens a frame over the model's 16 frames (B = 16 b: 16, 32, 48 visual tokens) and the
+full 4 (B = 64, every token of every frame: there all methods but ``drop`` see the same tokens, a parity check).
+Methods, all at the same B:
+
+- ``uniform-frames``: fewer frames at full resolution, B/4 frames of 4 tokens through the processor's normal
+  path (``load_video(num_frames=B // 4)``): what a user does without any reducer;
+- ``uniform-tokens``: 16 frames, the ``uniform`` reducer (B tokens spread evenly over frames and places);
+- ``flux``: 16 frames, FluxViT's group-dynamic selection (``flux``, 4 groups);
+- ``drop``: 16 frames, TimeChat-Online's differential token drop (``drop``, threshold 0.9, its default mode; it
+  may keep far fewer than B, which the table and the plot show as the tokens it really spent);
+- ``drop-fill``: the same drop ranked to fill the budget (``mode=ratio,ratio=1``: the first frame whole, then the
+  tokens that changed most, by cosine, up to B), so that it compares at equal spending;
+- ``ata``: 16 frames, Tempo's adaptive allocation (``ata``, segments of 4 frames, relevance from the model's own
+  yes/no answer per segment, water-filled into [2, 16] tokens a segment).
+
+Every question is scored as in ``tempflex probes eval``: one forward pass, the answer is the option whose first
+answer token has the highest logit (``answer_tokens``; the right one is ``options[answer_index]``). Visual tokens are counted per question (asserted <= B). The model's processor writes no time
+tags (``video_timestamps`` off), so the budget is all visual tokens; frame separators are not charged, as in the
+paper's counts.
+
+    .venv/bin/python benchmarks/budget_probes.py --data runs/probes-seed1          # 300 questions, 30 a skill
+
+Writes benchmarks/results/budget_probes.json and .md (``--out``) and docs/img/budget_probes.png (``--plot``).
+Each (method, budget) is cached per question in runs/budget/<model>-<hash>/<method>-<b>.json, saved every
+``SAVE_EVERY`` questions: a rerun (or a larger ``--limit``) computes only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tempflex.atomic import write_text_atomic
+from tempflex.probes.evaluate import (
+    AnswerTokens,
+    EvalReport,
+    Prediction,
+    answer_tokens,
+    read_split,
+    score_questions,
+    summarise,
+    wilson,
+    with_lead,
+)
+from tempflex.video import load_video
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKENS_PER_FRAME = 4  # merged tokens of one 64x64 frame (2x2 after the 2x2 merge of a 4x4 patch grid)
+METHODS: dict[str, str | None] = {  # name -> budget spec ({budget} filled in); None: fewer frames, no reducer
+    "uniform-frames": None,
+    "uniform-tokens": "uniform:{budget}",
+    "flux": "flux:{budget},groups=4",
+    "drop": "drop:{budget},mode=threshold,threshold=0.9",
+    "drop-fill": "drop:{budget},mode=ratio,ratio=1.0",
+    "ata": "ata:{budget},segment_frames=4",
+}
+SAVE_EVERY = 25  # questions between cache writes
+CACHE_VERSION = 2  # part of the cache key: bump when scoring changes (2: answers are the options' text)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (method, budget) of the table."""
+
+    method: str
+    per_frame: int  # b: visual tokens a frame
+    frames: int  # frames of the full clip (16)
+
+    @property
+    def budget(self) -> int:
+        return self.per_frame * self.frames  # B
+
+    @property
+    def spec(self) -> str | None:
+        template = METHODS[self.method]
+        return None if template is None else template.format(budget=self.budget)
+
+    @property
+    def decoded_frames(self) -> int:
+        return self.budget // TOKENS_PER_FRAME if self.spec is None else self.frames
+
+
+def option_scores(model, inputs: dict, answer: AnswerTokens) -> list[float]:
+    """Log-softmax over the options' first answer tokens at the answer position of one prompt (batch of 1)."""
+    out = model(**with_lead(inputs, answer.lead, model), use_cache=False, logits_to_keep=1)
+    logits = out.logits[0, -1].float()  # (V,)
+    return torch.log_softmax(logits[answer.ids], dim=-1).tolist()
+
+
+@torch.inference_mode()
+def score_one(model, processor, cell: Cell, pipeline, video: Path, record: dict, answer: AnswerTokens) -> dict:
+    """The per-question row of the cache: prediction (an option's text), visual tokens, seconds."""
+    start = time.perf_counter()
+    prompt, options = record["conversations"][0]["value"], record["options"]
+    clip = load_video(video, num_frames=cell.decoded_frames)
+    if pipeline is None:
+        (scores,), (visual,) = score_questions(model, processor, [prompt], [clip], [answer])
+    else:
+        inputs, info = pipeline.prepare(model, processor, clip, prompt, query=record["question"])
+        visual = int(info["visual_tokens"])
+        scores = option_scores(model, inputs, answer)
+    if visual > cell.budget:
+        raise AssertionError(f"{cell.method} spent {visual} visual tokens on {record['id']}, budget {cell.budget}")
+    best = max(range(len(options)), key=scores.__getitem__)
+    return {"id": record["id"], "skill": record["skill"], "temporal": bool(record["temporal"]),
+            "answer": options[record["answer_index"]], "predicted": options[best], "n_options": len(options),
+            "visual_tokens": visual,
+            "scores": [round(s, 4) for s in scores], "seconds": round(time.perf_counter() - start, 4)}
+
+
+def cache_dir(model_dir: Path, data: Path, root: Path) -> Path:
+    """runs/budget/<model>-<hash of the model weights' and the data's identity>: another model, or regenerated
+    data, never reads these results."""
+
+    def identity(path: Path) -> str:
+        stat = path.stat() if path.is_file() else None
+        return f"{path.resolve()}:{stat and (stat.st_size, stat.st_mtime_ns)}"
+
+    key = f"v{CACHE_VERSION}|{identity(model_dir / 'model.safetensors')}|{identity(data / 'test.jsonl')}"
+    return root / f"{model_dir.resolve().name}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+
+
+def load_cell(path: Path, cell: Cell) -> dict[str, dict]:
+    """Cached rows by question id; none when the file is missing or was made with another spec."""
+    if not path.is_file():
+        return {}
+    saved = json.loads(path.read_text())
+    if saved.get("spec") != cell.spec or saved.get("decoded_frames") != cell.decoded_frames:
+        print(f"{path}: made with {saved.get('spec')!r}, now {cell.spec!r}: recomputing", file=sys.stderr)
+        return {}
+    return saved["rows"]
+
+
+def save_cell(path: Path, cell: Cell, rows: dict[str, dict]) -> None:
+    payload = {**asdict(cell), "budget": cell.budget, "spec": cell.spec, "decoded_frames": cell.decoded_frames,
+               "rows": rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(payload) + "\n")
+
+
+def run_cells(asker, data: Path, records: list[dict], cells: list[Cell], cache: Path) -> dict[Cell, list[dict]]:
+    """Every cell's rows for ``records``, computing only those missing from the cache."""
+    from tempflex.budget import BudgetPipeline
+
+    answers: dict[tuple[str, ...], AnswerTokens] = {}  # one tokenisation per distinct option list
+    for r in records:
+        if tuple(r["options"]) not in answers:
+            answers[tuple(r["options"])] = answer_tokens(asker.processor, r["options"])
+    asker.model.eval()
+    done = {cell: load_cell(cache / f"{cell.method}-{cell.per_frame}.json", cell) for cell in cells}
+    todo = {cell: [r for r in records if r["id"] not in done[cell]] for cell in cells}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns) as progress:
+        overall = progress.add_task("all cells", total=sum(map(len, todo.values())))
+        for cell, missing in todo.items():
+            if not missing:
+                continue
+            path = cache / f"{cell.method}-{cell.per_frame}.json"
+            pipeline = None if cell.spec is None else BudgetPipeline.from_spec(cell.spec)
+            task = progress.add_task(f"{cell.method} b={cell.per_frame}", total=len(missing))
+            for i, record in enumerate(missing, 1):
+                row = score_one(asker.model, asker.processor, cell, pipeline, data / record["video"], record,
+                                answers[tuple(record["options"])])
+                done[cell][record["id"]] = row
+                if i % SAVE_EVERY == 0:
+                    save_cell(path, cell, done[cell])
+                progress.advance(task), progress.advance(overall)
+            save_cell(path, cell, done[cell])
+    return {cell: [done[cell][r["id"]] for r in records] for cell in cells}
+
+
+def summary(cell: Cell, rows: list[dict]) -> dict:
+    names = {f.name for f in fields(Prediction)}
+    report: EvalReport = summarise([Prediction(**{k: v for k, v in r.items() if k in names}) for r in rows],
+                                   model="", data="", split="test", frames=cell.decoded_frames)
+    out = {"method": cell.method, "per_frame": cell.per_frame, "budget": cell.budget, "spec": cell.spec,
+           "frames": cell.decoded_frames, "questions": len(rows)}
+    visual = [r["visual_tokens"] for r in rows]
+    out["visual_mean"], out["visual_max"] = sum(visual) / len(visual), max(visual)
+    out["visual_per_frame"] = out["visual_mean"] / cell.frames  # per frame of the 16-frame clip
+    out["seconds_mean"] = sum(r["seconds"] for r in rows) / len(rows)
+    for kind, temporal in (("temporal", True), ("static", False)):
+        chosen = [r for r in rows if r["temporal"] == temporal]
+        correct = sum(r["answer"] == r["predicted"] for r in chosen)
+        out[f"{kind}_accuracy"] = getattr(report, f"{kind}_accuracy") if chosen else math.nan  # mean over skills
+        out[f"{kind}_ci"] = wilson(correct, len(chosen)) if chosen else (math.nan, math.nan)  # pooled questions
+        out[f"{kind}_chance"] = getattr(report, f"{kind}_chance")
+    out["skills"] = {s.skill: {"accuracy": s.accuracy, "n": s.n, "temporal": s.temporal, "chance": s.chance}
+                     for s in report.skills}
+    return out
+
+
+def _acc(result: dict, kind: str) -> str:
+    if math.isnan(result[f"{kind}_accuracy"]):
+        return "n/a"
+    low, high = result[f"{kind}_ci"]
+    return f"{result[f'{kind}_accuracy']:.3f} [{low:.2f}, {high:.2f}]"
+
+
+def markdown(results: list[dict], command: str, meta: dict) -> str:
+    skills = list(results[0]["skills"])
+    lines = [
+        "## Accuracy against visual tokens per frame (`benchmarks/budget_probes.py`)",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        (f"Model `{meta['model']}`, data `{meta['data']}` (first {meta['questions']} test questions), "
+        f"{meta['frames']} frames of 4 tokens (64 tokens) at full budget; torch threads {meta['threads']}. "
+        "Accuracy: mean over skills (temporal / static), 95 % Wilson interval of the pooled questions in brackets. "
+        "Visual tokens: per question, mean and max (max <= B is asserted). `uniform-frames` decodes B/4 frames; "
+        "the reducers decode 16 and keep B tokens (`drop` may keep fewer). "
+        f"Chance: temporal {results[0]['temporal_chance']:.2f}, static {results[0]['static_chance']:.2f}."),
+        "",
+        "| method | tokens/frame b | budget B | visual tokens mean / max | temporal acc | static acc | s/question |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['method']} | {r['per_frame']} | {r['budget']} | {r['visual_mean']:.1f} / {r['visual_max']} | "
+            f"{_acc(r, 'temporal')} | {_acc(r, 'static')} | {r['seconds_mean']:.3f} |")
+    lines += ["", "Accuracy per skill:", "",
+              "| method | b | " + " | ".join(skills) + " |", "|---|---|" + "---|" * len(skills)]
+    for r in results:
+        accs = " | ".join(f"{r['skills'][s]['accuracy']:.2f}" for s in skills)
+        lines.append(f"| {r['method']} | {r['per_frame']} | {accs} |")
+    specs = sorted({(r["method"], (METHODS[r["method"]] or "load_video(num_frames=B // 4)")) for r in results})
+    lines += ["", "Specs: " + "; ".join(f"`{m}`: `{s}`" for m, s in specs) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, kind in zip(axes, ("temporal", "static")):
+        for i, method in enumerate(METHODS):  # markers shrink so that coinciding lines stay visible
+            mine = sorted((r for r in results if r["method"] == method), key=lambda r: r["per_frame"])
+            if mine:
+                ax.plot([r["visual_per_frame"] for r in mine], [r[f"{kind}_accuracy"] for r in mine],
+                        marker="osD^vP"[i % 6], markersize=11 - 1.5 * i, linewidth=2.5 - 0.3 * i, alpha=0.8,
+                        label=method)
+        ax.axhline(results[0][f"{kind}_chance"], color="grey", linestyle="--", linewidth=1, label="chance")
+        ax.set_xlabel("visual tokens per frame (mean spent, 16-frame clip)")
+        ax.set_title(f"{kind} skills (mean accuracy)")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    from tempflex.ask import DEFAULT_MODEL, Asker
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a saved TempFlex model dir")
+    parser.add_argument("--data", type=Path, default=ROOT / "runs/probes-seed1", help="a probe set with test.jsonl")
+    parser.add_argument("--limit", type=int, default=300, help="first N test questions (10 skills in turn)")
+    parser.add_argument("--budgets", default="1,2,3,4", help="visual tokens per frame, 1..4 (4: every token)")
+    parser.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join(METHODS)}")
+    parser.add_argument("--frames", type=int, default=16, help="frames of the full clip")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/budget_probes",
+                        help="writes OUT.json and OUT.md")
+    parser.add_argument("--plot", type=Path, default=ROOT / "docs/img/budget_probes.png")
+    parser.add_argument("--cache", type=Path, default=ROOT / "runs/budget")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; 1 was 2-3x faster than 2 while another job kept the 2 cores busy")
+    args = parser.parse_args()
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    per_frame = [int(b) for b in args.budgets.split(",")]
+    if unknown or not methods:
+        parser.error(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
+    if any(not 1 <= b <= TOKENS_PER_FRAME for b in per_frame):
+        parser.error(f"--budgets are tokens per frame in 1..{TOKENS_PER_FRAME}, got {args.budgets}")
+    command = ".venv/bin/python benchmarks/budget_probes.py " + shlex.join(sys.argv[1:])
+    records = read_split(args.data, "test", args.limit)
+    asker = Asker(args.model, threads=args.threads)
+    cells = [Cell(m, b, args.frames) for m in methods for b in per_frame]
+    cache = cache_dir(asker.model_dir, args.data, args.cache)
+    rows = run_cells(asker, args.data, records, cells, cache)
+    results = [summary(cell, rows[cell]) for cell in cells]
+    meta = {"model": str(args.model), "data": str(args.data), "questions": len(records), "frames": args.frames,
+            "threads": torch.get_num_threads(), "cache": str(cache), "command": command}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    text = markdown(results, command, meta)
+    args.out.with_suffix(".md").write_text(text)
+    plot(results, args.plot)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
