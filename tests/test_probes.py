@@ -45,7 +45,7 @@ def _decode(out: Path, record: dict) -> np.ndarray:
 
 def test_layout_records_and_mixtures(probe_set):
     meta = json.loads((probe_set / "probes.json").read_text())
-    assert meta["version"] == 2 and meta["seed"] == SEED and meta["complete"]
+    assert meta["version"] == 3 and meta["seed"] == SEED and meta["complete"]
     assert meta["counts"] == {"train": 32, "val": 4, "test": 4}
     assert meta["settings"] == ProbeSettings().to_dict() and meta["skills"] == list(SKILLS)
     assert meta["chance"]["object_direction"] == 0.25 and meta["chance"]["speed_change"] == pytest.approx(1 / 3, 1e-3)
@@ -376,3 +376,23 @@ def test_cli_out_is_a_file_or_holds_other_probes(tmp_path):
                                 "--size", "32"])
     assert other.exit_code == 2 and len(other.stderr.strip().splitlines()) == 1
     assert "another seed, size" in other.stderr
+
+
+def test_captions_golden_and_they_name_the_answer(probe_set):
+    from tempflex.probes.captions import caption
+
+    assert caption("object_direction", {"colour": "orange", "shape": "cross", "direction": "up"}) == \
+        "An orange cross moves up."
+    assert caption("before_after", {"colour": "red", "shape": "square", "before": "left", "after": "down",
+                                    "event": "colour", "to": "blue"}) == \
+        "A red square moves left, then it turns blue and it moves down."
+    assert caption("counting", {"colour": "cyan", "shape": "circle", "count": 1, "decoy_flashes": 2,
+                                "decoy_colour": "white"}) == "A cyan circle appears 1 time, and a white shape 2 times."
+    for split in ("train", "val", "test"):
+        records = [json.loads(line) for line in (probe_set / f"{split}.jsonl").read_text().splitlines()]
+        captions = [json.loads(line) for line in (probe_set / f"{split}_captions.jsonl").read_text().splitlines()]
+        assert [c["video"] for c in captions] == [r["video"] for r in records]
+        for r, c in zip(records, captions):
+            assert c["conversations"][1]["value"] == r["caption"]
+            if r["skill"] in ("object_direction", "camera_direction", "appearance", "counting", "periodic"):
+                assert f" {r['answer']}" in r["caption"], (r["answer"], r["caption"])

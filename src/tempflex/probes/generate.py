@@ -23,10 +23,11 @@ import numpy as np
 import yaml
 
 from tempflex.atomic import fsync_dir, write_jsonl_atomic, write_text_atomic
+from tempflex.probes.captions import DESCRIBE, caption
 from tempflex.probes.format import format_question
 from tempflex.probes.skills import SKILLS, ClipSpec, Probe
 
-VERSION = 2  # 2: answers are the options' text
+VERSION = 3  # 2: answers are the options' text; 3: captions
 SPLITS = ("train", "val", "test")  # their positions are the split ids that seed the rng
 CRF = 12  # x264 quality: low enough that the flat colours survive yuv420p intact
 
@@ -119,6 +120,7 @@ def probe_record(split: str, index: int, skill: str, probe: Probe) -> dict:
         "options": probe.options,
         "answer": answer,
         "answer_index": probe.answer,
+        "caption": caption(skill, probe.params),
         "params": probe.params,
     }
 
@@ -212,12 +214,30 @@ def _mixture(split: str) -> str:
     return f"# The {split} split of a probe set made by `tempflex probes generate` (docs/probes.md).\n{body}"
 
 
+def _caption_mixture(split: str) -> str:
+    """Captions and questions of ``split``, one of each per video: the alignment mixture of tempflex-tiny."""
+    body = yaml.safe_dump({"datasets": [
+        {"name": f"probe_captions_{split}", "path": f"{split}_captions.jsonl", "media_root": "."},
+        {"name": f"probes_{split}", "path": f"{split}.jsonl", "media_root": "."},
+    ]}, sort_keys=False)
+    return f"# Captions plus questions of the {split} split (docs/probes.md).\n{body}"
+
+
+def caption_record(record: dict) -> dict:
+    """The captioning conversation of a probe record: "Describe the video." -> its caption."""
+    return {"id": record["id"] + "-caption", "video": record["video"], "skill": record["skill"],
+            "conversations": [{"from": "human", "value": f"<video>\n{DESCRIBE}"},
+                              {"from": "gpt", "value": record["caption"]}]}
+
+
 def _finish(out: Path, header: dict, records: dict[str, list[dict]]) -> None:
     chance: dict[str, list[float]] = {}
     temporal: dict[str, bool] = {}
     for split, rows in records.items():
         write_jsonl_atomic(out / f"{split}.jsonl", rows)
+        write_jsonl_atomic(out / f"{split}_captions.jsonl", (caption_record(r) for r in rows))
         write_text_atomic(out / f"mixture_{split}.yaml", _mixture(split))
+        write_text_atomic(out / f"mixture_{split}_captions.yaml", _caption_mixture(split))
         for r in rows:
             chance.setdefault(r["skill"], []).append(1 / len(r["options"]))
             temporal[r["skill"]] = r["temporal"]
