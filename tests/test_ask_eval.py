@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import skimage_photo, tiny_model
 from typer.testing import CliRunner
 
 from tempflex.ask import Asker, load_media, model_frames
@@ -16,8 +17,6 @@ from tempflex.probes import ProbeSettings, generate_probes
 from tempflex.probes.evaluate import Prediction, answer_tokens, evaluate, plot_report, summarise, wilson
 from tempflex.probes.format import format_question
 from tempflex.video import VideoDecodeError, load_video
-
-from conftest import skimage_photo, tiny_model
 
 runner = CliRunner()
 
@@ -50,7 +49,7 @@ def test_options_are_told_apart_by_one_token_after_their_shared_lead() -> None:
         tokens = answer_tokens(processor, ["left", "right", "up", "down"])
         assert len(set(tokens.ids)) == 4
         tok = processor.tokenizer
-        assert [tok.decode(tokens.lead + [i]).strip() for i in tokens.ids][0].startswith("l")
+        assert "left".startswith(tok.decode(tokens.lead + [tokens.ids[0]]).strip())  # its first token
     _, processor = tiny_model()
     shared = answer_tokens(processor, ["the cat", "the dog"])  # a common first word becomes the lead
     assert shared.lead and len(set(shared.ids)) == 2
@@ -182,3 +181,14 @@ def test_ask_budget_bad_values_are_one_line_errors(saved_tiny: Path, probes: Pat
         result = runner.invoke(app, ["ask", "--model", str(saved_tiny), *args, "What?"])
         assert result.exit_code == 2 and expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
             expected, result.output)
+
+
+def test_ask_runs_on_a_real_video(saved_tiny: Path) -> None:
+    from tempflex.samples import sample_videos
+
+    video = next(v for v in sample_videos() if v.name == "bigbuckbunny.mp4")  # 1280x720: 16:9 frames
+    result = runner.invoke(app, ["ask", "--model", str(saved_tiny), "--video", str(video), "What happens?",
+                                 "--max-new-tokens", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["frames"] == 8 and answer["visual_tokens"] > 0 and "generate" in answer["timings"]
