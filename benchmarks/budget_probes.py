@@ -42,17 +42,15 @@ from pathlib import Path
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from tempflex.answers import AnswerTokens, answer_tokens, with_lead
 from tempflex.atomic import write_text_atomic
 from tempflex.probes.evaluate import (
-    AnswerTokens,
     EvalReport,
     Prediction,
-    answer_tokens,
     read_split,
     score_questions,
     summarise,
     wilson,
-    with_lead,
 )
 from tempflex.video import load_video
 

@@ -43,9 +43,9 @@ import numpy as np
 import torch
 from budget_probes import cache_dir, option_scores  # the sibling benchmark (benchmarks/ is on sys.path)
 
+from tempflex.answers import answer_tokens
 from tempflex.ask import timed
 from tempflex.atomic import write_text_atomic
-from tempflex.probes.evaluate import answer_tokens
 from tempflex.probes.format import format_question
 from tempflex.probes.generate import write_mp4
 from tempflex.probes.render import Track, draw_tracks, textured_background

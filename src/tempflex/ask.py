@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from tempflex.answers import answer_tokens, with_lead
 from tempflex.image import load_image
-from tempflex.probes.evaluate import answer_tokens, with_lead
 from tempflex.probes.format import LETTERS, format_question
 from tempflex.video import load_video
 

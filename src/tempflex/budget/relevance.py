@@ -17,35 +17,13 @@ from typing import Any
 
 import torch
 
+from tempflex.answers import answer_tokens
 from tempflex.budget.base import BudgetError, TimestampEncoder, VisualTokens
 from tempflex.budget.prompt import build_prompt, frame_tags, left_pad, splice, split_template
 from tempflex.budget.timestamps import NoTags
 
 RELEVANCE_PROMPT = "Is this part of the video relevant to the question: {question}? Answer yes or no."
 ANSWERS = ("Yes", "No")  # the rendered answers whose first tokens are compared
-
-
-def answer_tokens(processor: Any, answers: Sequence[str] = ANSWERS) -> tuple[list[int], list[int]]:
-    """(lead, ids): the tokens every rendered answer shares after the generation prompt (a lone space under some
-    templates), which the prompt then ends with, and the first distinct token of each answer."""
-    tok = processor.tokenizer
-    user = [{"role": "user", "content": "Q"}]
-    prefix = tok(processor.apply_chat_template(user), add_special_tokens=False)["input_ids"]
-    rendered = []
-    for answer in answers:
-        text = processor.apply_chat_template(user + [{"role": "assistant", "content": answer}],
-                                             add_generation_prompt=False)
-        ids = tok(text, add_special_tokens=False)["input_ids"]
-        if ids[: len(prefix)] != prefix or len(ids) == len(prefix):
-            raise BudgetError("the chat template does not render an answer after its generation prompt")
-        rendered.append(ids[len(prefix) :])
-    lead = 0
-    while all(len(r) > lead + 1 for r in rendered) and len({r[lead] for r in rendered}) == 1:
-        lead += 1
-    ids = [r[lead] for r in rendered]
-    if len(set(ids)) != len(ids):
-        raise BudgetError(f"the answers {list(answers)} share their answer tokens under this tokenizer")
-    return rendered[0][:lead], ids
 
 
 def segment_tokens(tokens: VisualTokens, segment: range) -> VisualTokens:
@@ -75,7 +53,8 @@ def segment_relevance(
         raise BudgetError(f"batch_size must be >= 1, got {batch_size}")
     encoder = timestamps or NoTags()
     prefix, suffix = split_template(processor, RELEVANCE_PROMPT.format(question=question.strip().rstrip("?")))
-    lead, (yes, no) = answer_tokens(processor, answers)
+    answer = answer_tokens(processor, answers)
+    lead, (yes, no) = answer.lead, answer.ids
     parts = [segment_tokens(tokens, seg) for seg in segments]
     empty = [i for i, part in enumerate(parts) if not len(part)]
     if empty:
