@@ -76,11 +76,11 @@ def main() -> None:
         rows.append((frames, ours, base))
         print(frames, {k: round(v, 3) for k, v in ours.items()}, {k: round(v, 3) for k, v in base.items()})
     lines = [
-        f"`ask` on bigbuckbunny.mp4 (1280x720, 5.3 s), model load {load:.1f} s (once per process), "
-        f"{args.new_tokens} generated tokens, median of {args.repeats}, torch threads {torch.get_num_threads()}.",
+        (f"`ask` on bigbuckbunny.mp4 (1280x720, 5.3 s), model load {load:.1f} s (once per process), "
+         f"{args.new_tokens} generated tokens, median of {args.repeats}, torch threads {torch.get_num_threads()}."),
         "",
-        "| frames | visual tokens | prompt tokens | decode s | vision s | TFF s | merger s | prefill s | generate s "
-        "| total s | bare LLM, same prompt length: prefill s / generate s / total s | total ratio ask / bare LLM |",
+        ("| frames | visual tokens | prompt tokens | decode s | vision s | TFF s | merger s | prefill s | generate s "
+         "| total s | bare LLM, same prompt length: prefill s / generate s / total s | total ratio ask / bare LLM |"),
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for frames, o, b in rows:
