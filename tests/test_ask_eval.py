@@ -192,3 +192,12 @@ def test_ask_runs_on_a_real_video(saved_tiny: Path) -> None:
     assert result.exit_code == 0, result.output
     answer = json.loads(result.stdout)
     assert answer["frames"] == 8 and answer["visual_tokens"] > 0 and "generate" in answer["timings"]
+
+
+def test_ask_without_a_model_says_none_ships_yet(probes: Path) -> None:
+    from tempflex.ask import DEFAULT_MODEL
+
+    if (DEFAULT_MODEL / "config.json").is_file():
+        pytest.skip("a default model ships")
+    result = runner.invoke(app, ["ask", "--video", str(probes / "videos/test/test-000000.mp4"), "What moves?"])
+    assert result.exit_code == 2 and "no default model ships yet" in result.stderr

@@ -100,8 +100,7 @@ class Asker:
         from tempflex.processing import TempFlexProcessor
 
         self.model_dir = Path(model_dir) if model_dir else DEFAULT_MODEL
-        if not (self.model_dir / "config.json").is_file():
-            raise FileNotFoundError(f"{self.model_dir} is not a saved TempFlex model (no config.json)")
+        check_model_dir(self.model_dir)
         if threads:
             torch.set_num_threads(threads)
         start = time.perf_counter()
@@ -185,7 +184,15 @@ def model_frames(model_dir: str | Path | None) -> int:
     """The frames a saved model samples per video at test time (its config's ``video_frames_eval``)."""
     import json
 
-    config = Path(model_dir or DEFAULT_MODEL) / "config.json"
-    if not config.is_file():
-        raise FileNotFoundError(f"{config.parent} is not a saved TempFlex model (no config.json)")
-    return int(json.loads(config.read_text()).get("video_frames_eval", 16))
+    directory = check_model_dir(Path(model_dir or DEFAULT_MODEL))
+    return int(json.loads((directory / "config.json").read_text()).get("video_frames_eval", 16))
+
+
+def check_model_dir(directory: Path) -> Path:
+    """``directory`` if it holds a saved model; the default model's absence gets its own message."""
+    if (directory / "config.json").is_file():
+        return directory
+    if directory == DEFAULT_MODEL:
+        raise FileNotFoundError("no default model ships yet (docs/tempflex_tiny.md): pass --model DIR, a saved "
+                                "TempFlex model")
+    raise FileNotFoundError(f"{directory} is not a saved TempFlex model (no config.json)")
