@@ -276,9 +276,11 @@ def train_cmd(
     """
     from tempflex.train.engine import Trainer
     from tempflex.train.recipe import load_recipe
+    from tempflex.train.warmup import OptionTrainer
 
     with user_errors():
-        trainer = Trainer(load_recipe(recipe, overrides or []))
+        spec = load_recipe(recipe, overrides or [])
+        trainer = OptionTrainer(spec) if spec.objective == "options" else Trainer(spec)
     typer.echo(f"final model: {trainer.run()}")
 
 

@@ -178,6 +178,9 @@ class Recipe(Strict):
     deepspeed: FilePath | None = None  # DeepSpeed JSON config (configs/deepspeed/zero2.json); null: DDP
     log: LogSpec = LogSpec()  # console, JSONL, tensorboard, wandb
     cotrain: CotrainSpec | None = None  # FluxViT co-training; null: one forward per batch
+    # lm: next-token loss on the answers through the LLM; options: stage 0, the visual path alone against each
+    # multiple-choice record's options (tempflex.train.warmup), the LLM's layers never run
+    objective: Literal["lm", "options"] = "lm"
 
 
 # -- loading --------------------------------------------------------------------------------------------------------

@@ -1,0 +1,114 @@
+"""Stage 0 (``objective: options``): the visual path trained alone against multiple-choice options.
+
+A tiny model on 24 real probe videos (mp4 through the real decoder): the run writes a loadable final model, the LLM
+is untouched, an interrupted run resumes to the same weights, and records without options are a one-line error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from tempflex.cli import app
+from tempflex.modeling import TempFlexForConditionalGeneration
+from tempflex.probes import ProbeSettings, generate_probes
+from tempflex.train.build import build_model
+from tempflex.train.recipe import load_recipe
+from tempflex.train.warmup import OptionHead, OptionTrainer
+
+
+@pytest.fixture(scope="module")
+def probes(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("probes")
+    generate_probes(out, 5, 24, ProbeSettings(frames=8, size=32), workers=1, progress=None)
+    return out
+
+
+def _recipe(tmp: Path, probes: Path, mixture: str = "mixture_train.yaml", **extra) -> Path:
+    recipe = {
+        "seed": 0, "output_dir": str(tmp / "run"), "resume": "auto", "objective": "options",
+        "model": {"tiny": {"text": "qwen3"}},
+        "data": {"mixture": str(probes / mixture), "max_length": 256, "num_frames": 8},
+        "optim": {"lr": {"vision_tower": 1e-3, "temporal": 1e-3, "merger": 1e-3}, "freeze": ["language_model"]},
+        "schedule": {"max_steps": 6, "warmup_ratio": 0.2},
+        "batch": {"global_batch": 4, "micro_batch": 4},
+        "checkpoint": {"every": 3},
+        "log": {"every": 1, "progress": False},
+        **extra,
+    }
+    path = tmp / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    return TempFlexForConditionalGeneration.from_pretrained(directory).state_dict()
+
+
+def test_run_trains_the_visual_path_only(tmp_path, probes):
+    recipe = load_recipe(_recipe(tmp_path, probes))
+    final = OptionTrainer(recipe, progress=False).run()
+    start, _ = build_model(recipe.model, recipe.seed)
+    trained = _weights(final)
+    for name, value in start.named_parameters():
+        same = torch.equal(value, trained[name])
+        assert same == name.startswith("language_model."), name  # LLM untouched, every visual tensor moved
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert all(r["loss"] > 0 and 0 <= r["batch_accuracy"] <= 1 for r in log)
+    assert (tmp_path / "run" / "checkpoint-3" / "state.pt").is_file()  # the last periodic one is kept
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, probes, monkeypatch):
+    (tmp_path / "a").mkdir()
+    straight = OptionTrainer(load_recipe(_recipe(tmp_path / "a", probes)), progress=False).run()
+
+    (tmp_path / "b").mkdir()
+    recipe = load_recipe(_recipe(tmp_path / "b", probes))
+    save = OptionTrainer._save
+
+    def save_then_die(self, step, gen):
+        save(self, step, gen)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(OptionTrainer, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        OptionTrainer(recipe, progress=False).run()
+    monkeypatch.setattr(OptionTrainer, "_save", save)
+    assert (tmp_path / "b" / "run" / "checkpoint-3" / "state.pt").is_file()
+    assert not (tmp_path / "b" / "run" / "final").exists()
+    resumed = OptionTrainer(recipe, progress=False).run()
+    a, b = _weights(straight), _weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_records_without_options_are_a_one_line_error(tmp_path, probes):
+    result = CliRunner().invoke(app, ["train", str(_recipe(tmp_path, probes, "mixture_train_captions.yaml"))])
+    assert result.exit_code == 2
+    message = result.output.strip()
+    assert "\n" not in message and "no 'question'" in message and "multiple-choice" in message
+
+
+def test_options_objective_refuses_to_train_the_llm(tmp_path, probes):
+    path = _recipe(tmp_path, probes)
+    recipe = load_recipe(path, ["optim.lr.language_model=1e-4", "optim.freeze=[]"])
+    with pytest.raises(ValueError, match="language_model"):
+        OptionTrainer(recipe, progress=False)
+
+
+def test_head_scores_only_each_records_options():
+    torch.manual_seed(0)
+    head = OptionHead(width=16, tokens=3, vocab=7)
+    tokens, question = torch.randn(2, 3, 16), torch.randn(2, 16)
+    options = torch.tensor([[4, 1, 6], [2, 5, 0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    logits = head(tokens, question, options, mask)  # (B, K)
+    assert logits.shape == (2, 3) and torch.isinf(logits[1, 2]) and torch.isfinite(logits[mask]).all()
+    head.eval()  # batch statistics frozen: one video scores the same alone or in a batch
+    alone = head(tokens[:1], question[:1], options[:1], mask[:1])
+    assert torch.allclose(alone, head(tokens, question, options, mask)[:1], atol=1e-6)
