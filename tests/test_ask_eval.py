@@ -194,10 +194,9 @@ def test_ask_runs_on_a_real_video(saved_tiny: Path) -> None:
     assert answer["frames"] == 8 and answer["visual_tokens"] > 0 and "generate" in answer["timings"]
 
 
-def test_ask_without_a_model_says_none_ships_yet(probes: Path) -> None:
-    from tempflex.ask import DEFAULT_MODEL
+def test_ask_says_so_when_the_default_model_is_missing(probes: Path, tmp_path: Path, monkeypatch) -> None:
+    import tempflex.ask
 
-    if (DEFAULT_MODEL / "config.json").is_file():
-        pytest.skip("a default model ships")
+    monkeypatch.setattr(tempflex.ask, "DEFAULT_MODEL", tmp_path / "tempflex-tiny")
     result = runner.invoke(app, ["ask", "--video", str(probes / "videos/test/test-000000.mp4"), "What moves?"])
-    assert result.exit_code == 2 and "no default model ships yet" in result.stderr
+    assert result.exit_code == 2 and "the default model is missing" in result.stderr

@@ -193,6 +193,6 @@ def check_model_dir(directory: Path) -> Path:
     if (directory / "config.json").is_file():
         return directory
     if directory == DEFAULT_MODEL:
-        raise FileNotFoundError("no default model ships yet (docs/tempflex_tiny.md): pass --model DIR, a saved "
-                                "TempFlex model")
+        raise FileNotFoundError(f"the default model is missing from this install ({directory}): reinstall tempflex "
+                                "or pass --model DIR, a saved TempFlex model")
     raise FileNotFoundError(f"{directory} is not a saved TempFlex model (no config.json)")

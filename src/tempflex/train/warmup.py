@@ -8,6 +8,12 @@ each a row of a classifier over every option text of the data; cross-entropy ove
 head is thrown away afterwards; the encoder, TFF and merger keep what they learned. The LLM's layers never run, so
 a step of 32 videos takes 0.6 s here against 3 s for 8 through Gemma3-270M.
 
+The head alone would let the merged tokens stay nearly constant (it standardises its input): after 600 steps
+they differed between videos by 0.07 per dimension around a common token of norm 9, while the LLM's own word
+embeddings differ by 0.92, and the frozen LLM then read 64 copies of the same token (stage 1 stayed at chance).
+So the loss adds VICReg's variance term (Bardes et al., 2022) on the merged tokens, with the LLM's embedding spread
+as its target: the tokens must differ from each other as much as words do, in the LLM's own units.
+
 Measured on the probes (docs/tempflex_tiny.md): learning rate 1e-3 stayed at chance for 300 steps with all ten
 skills mixed (one skill alone learned), 3e-4 and 5e-4 learned; standardising the head's input over the batch
 (BatchNorm) cut the plateau before learning starts from ~100 steps to ~25.
@@ -64,6 +70,7 @@ class OptionBatchSource:
     answer: torch.Tensor  # (N,) index of the right option
     skills: list[str]  # (N,)
     vocab: list[str]  # every option text, in a fixed order
+    words: torch.Tensor  # (len(vocab), E) unit-norm mean LLM input embedding of each option text's tokens
 
     def __len__(self) -> int:
         return len(self.skills)
@@ -110,7 +117,41 @@ def load_option_records(records: list[dict], root: Path, model, processor, frame
     return OptionBatchSource(
         torch.stack(patches), grid, torch.stack([questions[r["question"]] for r in records]),
         torch.stack(options), torch.stack(masks), torch.tensor(answers), [r["skill"] for r in records], vocab,
+        word_embeddings(vocab, model, processor),
     )
+
+
+@torch.no_grad()
+def word_embeddings(texts: list[str], model, processor) -> torch.Tensor:
+    """(len(texts), E): each text's mean frozen LLM input embedding over its tokens, unit norm."""
+    embed = model.get_input_embeddings()
+    rows = [embed(torch.tensor(processor.tokenizer(t, add_special_tokens=False).input_ids)).mean(0) for t in texts]
+    return F_.normalize(torch.stack(rows), dim=-1)
+
+
+def word_logits(tokens: torch.Tensor, words: torch.Tensor, options: torch.Tensor,
+                option_mask: torch.Tensor) -> torch.Tensor:
+    """How much a video's mean merged token points at each option's word embedding, beyond the options' common
+    part: tokens (B, V, E), words (W, E), options (B, K) word ids, option_mask (B, K) -> logits (B, K)."""
+    w = words[options] * option_mask[..., None]  # (B, K, E)
+    w = w - w.sum(1, keepdim=True) / option_mask.sum(1)[:, None, None]
+    logits = torch.einsum("be,bke->bk", tokens.mean(1), w)
+    return logits.masked_fill(~option_mask, float("-inf"))
+
+
+def embedding_spread(model, sample: int = 4096) -> float:
+    """RMS over dimensions of the per-dimension std of the LLM's input embeddings (Gemma3-270M: 0.92): how much
+    tokens the LLM reads differ from each other, in its own units."""
+    table = model.get_input_embeddings()
+    ids = torch.linspace(0, table.num_embeddings - 1, min(sample, table.num_embeddings)).long()
+    with torch.no_grad():
+        return float(table(ids).std(0).pow(2).mean().sqrt())
+
+
+def variance_hinge(tokens: torch.Tensor, target: float) -> torch.Tensor:
+    """VICReg's variance term: mean over dimensions of relu(target - std over the batch's tokens); tokens (B, V, E)."""
+    flat = tokens.reshape(-1, tokens.shape[-1])
+    return F_.relu(target - (flat.var(0) + 1e-4).sqrt()).mean()
 
 
 def visual_tokens(model, patches: torch.Tensor, grids: torch.Tensor, n: int) -> torch.Tensor:
@@ -192,6 +233,7 @@ class OptionTrainer:
         self.sched = get_cosine_schedule_with_warmup(self.optim, math.ceil(recipe.schedule.warmup_ratio * steps),
                                                      steps)
         self.out = Path(recipe.output_dir)
+        self.target = embedding_spread(self.model)
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
     def _latest(self) -> Path | None:
@@ -250,15 +292,22 @@ class OptionTrainer:
                 t0 = time.perf_counter()
                 index = torch.randint(0, len(self.data), (batch,), generator=gen)
                 patches, grids, q, o, m, a = self.data.batch(index)
-                logits = self.head(visual_tokens(self.model, patches, grids, batch), q, o, m)
-                loss = F_.cross_entropy(logits, a)
+                tokens = visual_tokens(self.model, patches, grids, batch)  # (B, V, E)
+                logits = self.head(tokens, q, o, m)
+                choice = F_.cross_entropy(logits, a)
+                spread = variance_hinge(tokens, self.target)
+                said = word_logits(tokens, self.data.words, o, m)
+                words = F_.cross_entropy(said, a)
+                loss = choice + spread + words
                 self.optim.zero_grad(set_to_none=True)
                 loss.backward()
                 norm = torch.nn.utils.clip_grad_norm_(self.params, recipe.optim.grad_clip or math.inf)
                 self.optim.step(), self.sched.step()
                 bar.advance(task)
                 if step % recipe.log.every == 0 or step == steps:
-                    record = {"step": step, "total_steps": steps, "loss": loss.item(),
+                    record = {"step": step, "total_steps": steps, "loss": loss.item(), "choice": choice.item(),
+                              "variance": spread.item(), "words": words.item(),
+                              "words_accuracy": (said.argmax(-1) == a).float().mean().item(),
                               "batch_accuracy": (logits.argmax(-1) == a).float().mean().item(),
                               "grad_norm": float(norm), "seconds": time.perf_counter() - t0}
                     log.write(json.dumps(record) + "\n"), log.flush()
@@ -292,7 +341,7 @@ def _load_grouped(records: list[dict], roots: list[Path], model, processor, fram
     return OptionBatchSource(
         torch.cat([p.patches for p in parts]), parts[0].grid, torch.cat([p.question for p in parts]),
         _pad_cat([p.options for p in parts]), _pad_cat([p.option_mask for p in parts]),
-        torch.cat([p.answer for p in parts]), [s for p in parts for s in p.skills], vocab,
+        torch.cat([p.answer for p in parts]), [s for p in parts for s in p.skills], vocab, parts[0].words,
     )
 
 
