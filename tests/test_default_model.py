@@ -1,0 +1,68 @@
+"""The shipped default model tempflex-tiny, with Gemma3-270M from its wheel: small, linked, and answering about the
+shipped example videos, a real video and a real photo, offline (slow: loads the real LLM)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tempflex.ask import DEFAULT_MODEL, Asker, load_media
+from tempflex.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+runner = CliRunner()
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(),
+                                                   reason="tempflex-tiny does not ship yet (docs/tempflex_tiny.md)")]
+EXAMPLE_QUESTIONS = [json.loads(line) for line in (EXAMPLES / "questions.jsonl").read_text().splitlines()]
+
+
+def test_default_model_is_small_linked_and_carded() -> None:
+    config = json.loads((DEFAULT_MODEL / "config.json").read_text())
+    assert config["text_source"] == "gemma3-270m" and config["tff_enabled"]
+    assert (DEFAULT_MODEL / "model.safetensors").stat().st_size < 20e6
+    card = (DEFAULT_MODEL / "README.md").read_text()
+    assert "stage0_warmup.yaml" in card and "limits" in card.lower()
+
+
+def test_the_readme_first_command_answers_about_the_shipped_example() -> None:
+    readme = (ROOT / "README.md").read_text()
+    example = EXAMPLE_QUESTIONS[0]
+    assert f"examples/{example['video']}" in readme.split("```")[1]  # the first command's code block
+    options = [x for option in example["options"] for x in ("-o", option)]
+    result = runner.invoke(app, ["ask", "--video", str(EXAMPLES / example["video"]), example["question"], *options,
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["choice"] == answer["text"] and answer["text"] in example["options"]
+    assert (answer["frames"], answer["visual_tokens"]) == (16, 64)  # 16 frames of 64x64 px, 4 tokens each
+    assert {"decode", "vision", "tff", "merger", "prefill", "total"} <= set(answer["timings"])
+
+
+def test_default_model_beats_chance_on_the_shipped_examples() -> None:
+    """Ten example videos (seed 2, unseen in training), one per skill: a model at chance gets ~2.7 right, and
+    7 or more happens by chance with probability below 0.3 %."""
+    asker = Asker()
+    right = 0
+    for example in EXAMPLE_QUESTIONS:
+        media = load_media(video=EXAMPLES / example["video"], frames=asker.default_frames)
+        right += asker.ask(example["question"], media, options=example["options"]).text == example["answer"]
+    assert right >= 7, f"{right}/10 examples answered right"
+
+
+def test_ask_runs_on_a_real_video_and_a_real_photo() -> None:
+    from tempflex.samples import sample_photos, sample_videos
+
+    video = next(v for v in sample_videos() if v.name == "bigbuckbunny.mp4")
+    result = runner.invoke(app, ["ask", "--video", str(video), "What happens in the video?", "--max-new-tokens", "8",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["frames"] == 16 and 0 < answer["visual_tokens"] <= 16 * 4 and "generate" in answer["timings"]
+    photo = next(p for p in sample_photos() if p.name == "astronaut.png")
+    result = runner.invoke(app, ["ask", "--image", str(photo), "What is in the picture?", "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("answer:") and "1 image" in result.stdout
