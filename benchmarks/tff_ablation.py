@@ -48,7 +48,8 @@ def load(name: str, runs: Path, steps: int):
     if fibres:
         return load_recipe(RECIPE, [*common, f"model.assemble.config.tff_fibres=[{','.join(fibres)}]"])
     lr = {k: v for k, v in load_recipe(RECIPE).optim.lr.items() if k != "temporal"}  # no TFF module to train
-    return load_recipe(RECIPE, [*common, "model.assemble.config.tff_enabled=false", f"optim.lr={json.dumps(lr)}"])
+    return load_recipe(RECIPE, [*common, "model.assemble.config.tff_enabled=false", f"optim.lr={json.dumps(lr)}",
+                                "optim.freeze=[language_model, temporal]"])
 
 
 def table(results: dict[str, dict]) -> str:
