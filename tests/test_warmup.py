@@ -19,7 +19,7 @@ from tempflex.modeling import TempFlexForConditionalGeneration
 from tempflex.probes import ProbeSettings, generate_probes
 from tempflex.train.build import build_model
 from tempflex.train.recipe import load_recipe
-from tempflex.train.warmup import OptionHead, OptionTrainer
+from tempflex.train.warmup import OptionHead, OptionTrainer, variance_hinge, word_logits
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +112,23 @@ def test_head_scores_only_each_records_options():
     head.eval()  # batch statistics frozen: one video scores the same alone or in a batch
     alone = head(tokens[:1], question[:1], options[:1], mask[:1])
     assert torch.allclose(alone, head(tokens, question, options, mask)[:1], atol=1e-6)
+
+
+def test_variance_hinge_golden_values():
+    torch.manual_seed(0)
+    spread = torch.randn(64, 8, 5) * 3  # std ~3 in every dimension: above the target, no penalty
+    assert variance_hinge(spread, 1.0) == 0
+    constant = torch.ones(4, 8, 5)  # no spread at all: the whole target (minus the 1e-4 variance floor)
+    assert abs(float(variance_hinge(constant, 1.0)) - (1.0 - 0.01)) < 1e-6
+
+
+def test_word_logits_point_at_the_word_the_tokens_carry():
+    words = torch.nn.functional.normalize(torch.randn(6, 16), dim=-1)
+    options = torch.tensor([[1, 4, 2], [3, 5, 0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    tokens = torch.stack([words[2].expand(7, 16), words[5].expand(7, 16)]) * 20  # (B, V, E)
+    logits = word_logits(tokens, words, options, mask)
+    assert logits.argmax(-1).tolist() == [2, 1] and torch.isinf(logits[1, 2])
+    # golden: tokens = 20 w_2, so the logit of option k is 20 <w_2, w_k - mean of the record's words>
+    centred = words[[1, 4, 2]] - words[[1, 4, 2]].mean(0)
+    assert torch.allclose(logits[0], 20 * centred @ words[2], atol=1e-4)

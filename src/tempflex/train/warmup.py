@@ -8,11 +8,15 @@ each a row of a classifier over every option text of the data; cross-entropy ove
 head is thrown away afterwards; the encoder, TFF and merger keep what they learned. The LLM's layers never run, so
 a step of 32 videos takes 0.6 s here against 3 s for 8 through Gemma3-270M.
 
-The head alone would let the merged tokens stay nearly constant (it standardises its input): after 600 steps
-they differed between videos by 0.07 per dimension around a common token of norm 9, while the LLM's own word
-embeddings differ by 0.92, and the frozen LLM then read 64 copies of the same token (stage 1 stayed at chance).
-So the loss adds VICReg's variance term (Bardes et al., 2022) on the merged tokens, with the LLM's embedding spread
-as its target: the tokens must differ from each other as much as words do, in the LLM's own units.
+The loss has three terms, each added after a measured failure of the ones before (docs/tempflex_tiny.md, 7-10):
+
+- ``choice``: the head's cross-entropy over the record's options.
+- ``variance``: VICReg's variance hinge (Bardes et al., 2022) on the merged tokens, with the LLM's embedding spread
+  as its target. The head alone let the tokens stay nearly constant (it standardises its input): after 600 steps
+  they differed between videos by 0.07 per dimension around a common token of norm 9, while the LLM's own word
+  embeddings differ by 0.92, and the frozen LLM read 64 near-copies of one token.
+- ``words``: the mean merged token of a video must point at the right option's word embedding (the frozen LLM's,
+  minus the options' mean), so that the LLM could read the answer as a word in its context.
 
 Measured on the probes (docs/tempflex_tiny.md): learning rate 1e-3 stayed at chance for 300 steps with all ten
 skills mixed (one skill alone learned), 3e-4 and 5e-4 learned; standardising the head's input over the batch
@@ -23,7 +27,9 @@ Shapes: B videos, V merged tokens per video, E LLM width, K options, F frames, P
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -252,8 +258,6 @@ class OptionTrainer:
         publish(tmp, target)
         for old in self.out.glob("checkpoint-*"):
             if old != target:
-                import shutil
-
                 shutil.rmtree(old, ignore_errors=True)
 
     def _resume(self, gen: torch.Generator) -> int:
@@ -272,9 +276,6 @@ class OptionTrainer:
 
     # -- the run --------------------------------------------------------------------------------------------------
     def run(self) -> Path:
-        import json
-        import shutil
-
         from rich.progress import Progress
 
         from tempflex.train.checkpoint import publish
