@@ -340,6 +340,9 @@ app.add_typer(data_app, name="data")
 from tempflex.cli_probes import probes_app
 
 app.add_typer(probes_app, name="probes")
+from tempflex.cli_budget import budget_app
+
+app.add_typer(budget_app, name="budget")
 from tempflex.cli_synth import synth_cmd, synth_report_cmd
 
 app.command("synth")(synth_cmd)
