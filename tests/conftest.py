@@ -86,3 +86,23 @@ def skimage_photo(name: str) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not shipped by this scikit-image")
     return path
+
+
+@pytest.fixture(scope="module")
+def probes(tmp_path_factory) -> Path:
+    """20 probe videos, all in the test split (seed 3)."""
+    from tempflex.probes import ProbeSettings, generate_probes
+
+    out = tmp_path_factory.mktemp("probes")
+    generate_probes(out, seed=3, n=20, settings=ProbeSettings(split={"test": 1.0}))
+    return out
+
+
+@pytest.fixture(scope="module")
+def saved_tiny(tmp_path_factory) -> Path:
+    """A tiny random TempFlex model saved with its processor (8 frames at test time)."""
+    model, processor = tiny_model(video_frames_eval=8)
+    out = tmp_path_factory.mktemp("tiny_model")
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

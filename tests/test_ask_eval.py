@@ -13,28 +13,11 @@ from typer.testing import CliRunner
 
 from tempflex.ask import Asker, load_media, model_frames
 from tempflex.cli import app
-from tempflex.probes import ProbeSettings, generate_probes
 from tempflex.probes.evaluate import Prediction, answer_tokens, evaluate, plot_report, summarise, wilson
 from tempflex.probes.format import format_question
 from tempflex.video import VideoDecodeError, load_video
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def probes(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("probes")
-    generate_probes(out, seed=3, n=20, settings=ProbeSettings(split={"test": 1.0}))
-    return out
-
-
-@pytest.fixture(scope="module")
-def saved_tiny(tmp_path_factory) -> Path:
-    model, processor = tiny_model(video_frames_eval=8)
-    out = tmp_path_factory.mktemp("tiny_model")
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
 
 
 def test_wilson_interval_golden_values() -> None:

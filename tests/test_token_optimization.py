@@ -11,7 +11,6 @@ from collections import Counter
 
 import pytest
 from conftest import tiny_model
-from test_ask_eval import probes, saved_tiny  # noqa: F401  (module-scoped fixtures, shared rather than copied)
 from typer.testing import CliRunner
 
 from tempflex.budget import BudgetError
@@ -152,7 +151,7 @@ def test_probe_scorer_sets_the_frames_and_the_per_frame_tokens(monkeypatch, tmp_
         probe_scorer(object(), processor, tmp_path, split="test")
 
 
-def test_cli_optimize_on_a_tiny_saved_model(saved_tiny, probes) -> None:  # noqa: F811
+def test_cli_optimize_on_a_tiny_saved_model(saved_tiny, probes) -> None:
     args = ["budget", "optimize", "--model", str(saved_tiny), "--data", str(probes), "--split", "test",
             "--limit", "3", "--budget", "8", "--frames", "2,4,8", "--tokens-per-frame", "1,4"]
     result = runner.invoke(app, [*args, "--json"])
