@@ -81,7 +81,8 @@ class OptionBatchSource:
     def __len__(self) -> int:
         return len(self.skills)
 
-    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, ...]:
+    def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(packed patches (n*F*P, C), grids (n, 3), question (n, E), options (n, K), option_mask, answer (n,))."""
         grids = torch.tensor([self.grid] * len(index))
         return (self.patches[index].float().flatten(0, 1), grids, self.question[index], self.options[index],
                 self.option_mask[index], self.answer[index])
