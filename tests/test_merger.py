@@ -48,3 +48,37 @@ def test_odd_grid_is_a_clear_error(grid):
 def test_patch_count_must_match_grid():
     with pytest.raises(ValueError, match="grid is 4x4"):
         PatchMerger(8, 8).unshuffle(torch.randn(1, 15, 8), (4, 4))
+
+
+def test_word_readout_writes_the_word_it_is_sure_of_into_every_token():
+    from tempflex.readout import WordReadout
+
+    torch.manual_seed(0)
+    embed = torch.nn.Embedding(50, 16)
+    embed.embed_scale = torch.tensor(4.0)  # Gemma3 scales its input embeddings in forward
+    readout = WordReadout(16)
+    tokens = torch.randn(3, 2, 16)  # (F, T, E)
+    (out,), (logits,) = readout([tokens], embed)
+    assert out.shape == (3, 2, 16) and logits.shape == (50,)
+    # the word is the softmax mix of the scaled table over the 50 words (top=64 covers them all)
+    word = torch.softmax(logits, -1) @ embed.weight * 4.0
+    torch.testing.assert_close(out - tokens, word.expand(3, 2, 16))
+    # made sure of word 7 (its logit far above the rest), every token gains exactly word 7's scaled embedding
+    with torch.no_grad():
+        readout.say[2].weight.zero_()
+        readout.say[2].bias.copy_(embed.weight[7] * 1e3)
+    (out,), (logits,) = readout([tokens], embed)
+    assert int(logits.argmax()) == 7
+    torch.testing.assert_close(out - tokens, (embed.weight[7] * 4.0).expand(3, 2, 16))
+    # a gradient reaches the pooling and the tokens, not the (frozen) table
+    embed.weight.requires_grad_(False)
+    tokens.requires_grad_(True)
+    readout = WordReadout(16)
+    (out,), (logits,) = readout([tokens], embed)
+    torch.nn.functional.cross_entropy(logits[None], torch.tensor([3])).backward()
+    assert readout.query.grad is not None and tokens.grad.abs().sum() > 0
+
+
+def test_merger_owns_the_readout_only_when_asked():
+    assert PatchMerger(8, 16).readout is None
+    assert sum(p.numel() for p in PatchMerger(8, 16, word_readout=True).readout.parameters()) > 0

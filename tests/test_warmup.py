@@ -19,7 +19,7 @@ from tempflex.modeling import TempFlexForConditionalGeneration
 from tempflex.probes import ProbeSettings, generate_probes
 from tempflex.train.build import build_model
 from tempflex.train.recipe import load_recipe
-from tempflex.train.warmup import OptionHead, OptionTrainer, variance_hinge, word_logits
+from tempflex.train.warmup import OptionHead, OptionTrainer, said_distance, variance_hinge
 
 
 @pytest.fixture(scope="module")
@@ -122,13 +122,10 @@ def test_variance_hinge_golden_values():
     assert abs(float(variance_hinge(constant, 1.0)) - (1.0 - 0.01)) < 1e-6
 
 
-def test_word_logits_point_at_the_word_the_tokens_carry():
-    words = torch.nn.functional.normalize(torch.randn(6, 16), dim=-1)
-    options = torch.tensor([[1, 4, 2], [3, 5, 0]])
-    mask = torch.tensor([[True, True, True], [True, True, False]])
-    tokens = torch.stack([words[2].expand(7, 16), words[5].expand(7, 16)]) * 20  # (B, V, E)
-    logits = word_logits(tokens, words, options, mask)
-    assert logits.argmax(-1).tolist() == [2, 1] and torch.isinf(logits[1, 2])
-    # golden: tokens = 20 w_2, so the logit of option k is 20 <w_2, w_k - mean of the record's words>
-    centred = words[[1, 4, 2]] - words[[1, 4, 2]].mean(0)
-    assert torch.allclose(logits[0], 20 * centred @ words[2], atol=1e-4)
+def test_said_distance_golden_values():
+    words = torch.randn(2, 16)
+    tokens = torch.stack([words[0].expand(5, 16), words[1].expand(5, 16)])  # (B, V, E): every token is the word
+    assert said_distance(tokens, words, 0.9) == 0
+    shifted = tokens + 0.5  # every dimension off by 0.5: 0.25 per dimension, in units of the spread squared
+    assert abs(float(said_distance(shifted, words, 0.5)) - 1.0) < 1e-6
+    assert abs(float(said_distance(shifted, words, 1.0)) - 0.25) < 1e-6

@@ -63,6 +63,9 @@ class TempFlexConfig(PreTrainedConfig):
     merge_size: int = 2  # side of the unshuffle window in patches
     merger_hidden: int | None = None  # hidden width of the MLP; None = LLM width
     merger_layernorm: bool = True  # LayerNorm over D on each patch, before the unshuffle
+    # Not in the paper: each item's tokens also say one soft word of the LLM's vocabulary, added to every token
+    # (tempflex.readout; tempflex-tiny's bridge to a frozen small LLM)
+    merger_word_readout: bool = False
 
     # Visual token limits, in merged tokens (4 patches each)
     image_min_tokens: int = 4  # a 64x64 image
@@ -98,7 +101,7 @@ class TempFlexConfig(PreTrainedConfig):
         self._check()
 
     def _check(self) -> None:
-        for name in ("vision_dual_patch_norm", "vision_glpe"):
+        for name in ("vision_dual_patch_norm", "vision_glpe", "merger_word_readout"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         unknown = set(self.tff_fibres) - set(FIBRES)

@@ -93,6 +93,7 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
             merge_size=config.merge_size,
             hidden_dim=config.merger_hidden,
             layernorm=config.merger_layernorm,
+            word_readout=config.merger_word_readout,
         )
         self.language_model = (
             language_model if language_model is not None else AutoModelForCausalLM.from_config(config.text_config)
@@ -139,8 +140,10 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
         return self.language_model.get_output_embeddings()
 
     # -- visual path ----------------------------------------------------------------------------------------------
-    def get_visual_features(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor, *, video: bool) -> torch.Tensor:
-        """Packed patches (sum F*h*w, K) with grids (N, 3) -> visual tokens (V, E), items and frames in order."""
+    def get_visual_features(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor, *, video: bool,
+                            readout_logits: list | None = None) -> torch.Tensor:
+        """Packed patches (sum F*h*w, K) with grids (N, 3) -> visual tokens (V, E), items and frames in order.
+        With the word readout on, each item's vocabulary logits (W,) are appended to ``readout_logits`` if given."""
         if grid_thw is None:
             kind = "video_grid_thw" if video else "image_grid_thw"
             raise ValueError(f"visual pixels need their grids: pass {kind} (the processor returns it)")
@@ -149,7 +152,11 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
         if self.temporal is not None and (video or self.config.tff_on_images):
             feats = self._fuse_time(feats)
         tokens = [self.merger(item, (h, w)) for item, (_, h, w) in zip(feats, grid_thw.tolist())]  # (F, P/4, E)
-        return torch.cat([t.reshape(-1, t.shape[-1]) for t in tokens], dim=0)  # (V, E)
+        if self.merger.readout is not None:
+            tokens, logits = self.merger.readout(tokens, self.get_input_embeddings())  # logits (N, W)
+            if readout_logits is not None:
+                readout_logits.extend(logits)
+        return torch.cat([t.flatten(0, 1) for t in tokens], dim=0)  # (V, E)
 
     def _fuse_time(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         """TFF over every item; items of one shape share a batch (TFF mixes nothing across the batch)."""

@@ -163,6 +163,15 @@ class CotrainSpec(Strict):
         return value
 
 
+class WarmupSpec(Strict):
+    """Weights of the options objective's loss terms (stage 0, ``tempflex.train.warmup``)."""
+
+    choice: float = Field(1.0, ge=0)  # the head's cross-entropy over the record's options
+    variance: float = Field(1.0, ge=0)  # VICReg's variance hinge at the LLM's embedding spread
+    said: float = Field(1.0, ge=0)  # every merged token drawn to the embedding of the answer's first token
+    readout: float = Field(1.0, ge=0)  # the word readout's cross-entropy on that token (merger_word_readout)
+
+
 class Recipe(Strict):
     seed: int = 0  # model init, data order and sampling
     output_dir: Path  # checkpoints, log.jsonl and final/
@@ -181,6 +190,7 @@ class Recipe(Strict):
     # lm: next-token loss on the answers through the LLM; options: stage 0, the visual path alone against each
     # multiple-choice record's options (tempflex.train.warmup), the LLM's layers never run
     objective: Literal["lm", "options"] = "lm"
+    warmup: WarmupSpec = WarmupSpec()  # the options objective's loss weights
 
 
 # -- loading --------------------------------------------------------------------------------------------------------
