@@ -56,7 +56,7 @@ def test_word_readout_writes_the_word_it_is_sure_of_into_every_token():
     torch.manual_seed(0)
     embed = torch.nn.Embedding(50, 16)
     embed.embed_scale = torch.tensor(4.0)  # Gemma3 scales its input embeddings in forward
-    readout = WordReadout(16)
+    readout = WordReadout(16).eval()  # BatchNorm with its running statistics, as at inference
     tokens = torch.randn(3, 2, 16)  # (F, T, E)
     (out,), (logits,) = readout([tokens], embed)
     assert out.shape == (3, 2, 16) and logits.shape == (50,)
@@ -66,7 +66,8 @@ def test_word_readout_writes_the_word_it_is_sure_of_into_every_token():
     # made sure of word 7 (its logit far above the rest), every token gains exactly word 7's scaled embedding
     with torch.no_grad():
         readout.say[2].weight.zero_()
-        readout.say[2].bias.copy_(embed.weight[7] * 1e3)
+        readout.say[2].bias.copy_(embed.weight[7])
+        readout.sharpness.fill_(100.0)
     (out,), (logits,) = readout([tokens], embed)
     assert int(logits.argmax()) == 7
     torch.testing.assert_close(out - tokens, (embed.weight[7] * 4.0).expand(3, 2, 16))

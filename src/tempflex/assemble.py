@@ -155,8 +155,10 @@ def load_linked(directory: str | Path, config: TempFlexConfig, dtype: torch.dtyp
     model = TempFlexForConditionalGeneration(config, language_model=language_model)
     state = load_file(weights)
     missing, unexpected = model.load_state_dict(state, strict=False)
-    saved = {k.split(".")[0] for k in state}  # a module the checkpoint lacks entirely (TFF switched on) is fresh
-    missing = [k for k in missing if k.split(".")[0] in saved and not k.startswith("language_model.")]
+    # a module the checkpoint lacks entirely (TFF or the merger's word readout switched on) starts fresh
+    saved = {k.split(".")[0] for k in state} | {"merger.readout" for k in state if k.startswith("merger.readout.")}
+    missing = [k for k in missing if k.split(".")[0] in saved and not k.startswith("language_model.")
+               and (not k.startswith("merger.readout.") or "merger.readout" in saved)]
     if missing or unexpected:
         raise ValueError(f"{directory}: the weights do not match the config (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]})")

@@ -22,6 +22,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from tempflex.configuration import TempFlexConfig
 from tempflex.merger import PatchMerger
+from tempflex.readout import WordReadout
 from tempflex.temporal import TemporalFiberFusion, TemporalFiberFusionLayer
 from tempflex.vision.encoder import encode_grids
 from tempflex.vision.flux_modules import init_encoder_options, install_encoder_options
@@ -55,8 +56,8 @@ class TempFlexPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        if isinstance(module, TemporalFiberFusionLayer):
-            module.reset_parameters()  # near-identity TFF at insertion (see tempflex.temporal.tff)
+        if isinstance(module, (TemporalFiberFusionLayer, WordReadout)):
+            module.reset_parameters()  # near-identity TFF at insertion (see tempflex.temporal.tff); readout's own
 
 
 class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin):

@@ -3,13 +3,16 @@
 Not in the TempFlex paper; off by default (``TempFlexConfig.merger_word_readout``). It is what lets tempflex-tiny's
 from-scratch encoder talk to a *frozen* small LLM (docs/tempflex_tiny.md, findings 11-12): with the right answer's
 input embedding written into every visual token, the frozen Gemma3-270M picks the right option of 88 % of 150 probe
-questions, while no merger trained through it learned to make itself read. The readout pools an item's merged tokens
-(attention pooling with a learned query), maps the pooled vector to logits over the LLM's vocabulary through the
-LLM's own embedding table (as a tied LM head reads its hidden state), and adds the softmax-weighted mix of the input
-embeddings, scaled as the LLM scales text, to each token. When the readout is sure, every token carries a real word
-embedding; the merger's own tokens stay in the sum, so the LLM sees the word and the place.
+questions, while no merger trained through it learned to make itself read.
 
-Shapes: V merged tokens of one item, E LLM width, W vocabulary size.
+The readout pools each frame's merged tokens (attention pooling with a learned query), standardises the frames over
+the batch (BatchNorm: at first frames differ by a tenth of what they share), reads them in order with a GRU (motion
+has a direction), and maps the last state to logits over the LLM's vocabulary: a sharpness times the cosine with
+each row of the LLM's own embedding table, as a tied LM head reads a hidden state. The softmax mix of the
+`top` likeliest words' input embeddings, scaled as the LLM scales text, is added to every token of the item. When
+the readout is sure, every token carries a real word embedding; the merger's own tokens stay in the sum.
+
+Shapes: N items, F frames, T merged tokens per frame, E LLM width, W vocabulary size.
 """
 
 from __future__ import annotations
@@ -24,24 +27,40 @@ class WordReadout(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.key = nn.Linear(width, width, bias=False)
         self.query = nn.Parameter(torch.zeros(width))  # zero: mean pooling at insertion
+        # frames differ little at first (a common part ~10x their differences, docs/tempflex_tiny.md finding 8):
+        # standardising each feature over the batch's frames lets the readout see the differences from the start
+        self.standardise = nn.BatchNorm1d(width)
         self.down = nn.Linear(width, hidden)
         self.time = nn.GRU(hidden, hidden, batch_first=True)  # reads the frames in order: motion has a direction
         self.say = nn.Sequential(nn.Linear(hidden, width), nn.GELU(), nn.Linear(width, width))
+        self.sharpness = nn.Parameter(torch.tensor(40.0))  # logits = sharpness * cos(said vector, word row)
         self.top = top  # the word mixes the `top` likeliest words (the rest hold ~0 of the softmax)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The state at insertion: every submodule's own reset, mean pooling, sharpness 40 (a cosine logit range
+        that lets one word of 262k take most of the softmax)."""
+        for module in (self.norm, self.key, self.standardise, self.down, self.time, *self.say):
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        self.query.zero_()
+        self.sharpness.fill_(40.0)
 
     def forward(self, items: list[torch.Tensor], embed: nn.Embedding) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Each item's tokens (F, T, E) and the LLM's input embedding module -> each item's tokens + its word
         (F, T, E), and the logits (N, W). The N items share one pass over the table (that pass is bound by reading
         the table: one pass per item cost 6 s a step of 32 videos)."""
-        summaries = []
+        frames = []
         for tokens in items:
             x = self.norm(tokens)  # (F, T, E)
             weights = torch.softmax(self.key(x) @ self.query / x.shape[-1] ** 0.5, dim=1)  # (F, T)
-            frames = torch.einsum("ft,fte->fe", weights, x)  # (F, E), each frame pooled over its tokens
-            _, last = self.time(self.down(frames)[None])  # (1, 1, hidden)
-            summaries.append(last[0, 0])
+            frames.append(torch.einsum("ft,fte->fe", weights, x))  # (F, E), each frame pooled over its tokens
+        frames = self.down(self.standardise(torch.cat(frames))).split([len(t) for t in items])  # (F, hidden) each
+        summaries = torch.stack([self.time(f[None])[1][0, 0] for f in frames])  # (N, hidden), the last GRU state
         table = embed.weight  # (W, E), unscaled; Gemma3 multiplies by sqrt(E) in its forward (embed_scale)
-        logits = self.say(torch.stack(summaries)).to(table.dtype) @ table.T  # (N, W)
+        said = nn.functional.normalize(self.say(summaries), dim=-1).to(table.dtype)  # (N, E)
+        rows = table / table.norm(dim=-1, keepdim=True).clamp(min=1e-6)
+        logits = self.sharpness.clamp(1, 100) * (said @ rows.T)  # (N, W)
         top = logits.topk(min(self.top, logits.shape[-1]), dim=-1)  # (N, k)
         mix = torch.softmax(top.values.float(), dim=-1).to(table.dtype)  # (N, k)
         scale = getattr(embed, "embed_scale", 1.0)
