@@ -132,6 +132,28 @@ def test_save_and_reload_bit_exact(tmp_path, text):
         assert torch.equal(model(**batch).logits, again(**batch).logits)
 
 
+def test_word_readout_saves_reloads_and_switches_on_over_a_checkpoint_without_it(tmp_path):
+    from tempflex.assemble import _switched_on
+
+    rng = np.random.default_rng(7)
+    model, proc = tiny_model("gemma3", merger_word_readout=True)
+    with torch.no_grad():
+        model.merger.readout.sharpness.fill_(23.0)  # not the value at insertion: must come back from the file
+    model.eval().save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    again = TempFlexForConditionalGeneration.from_pretrained(tmp_path).eval()
+    assert float(again.merger.readout.sharpness) == 23.0
+    batch = _batch(TempFlexProcessor.from_pretrained(tmp_path), rng)
+    with torch.no_grad():  # equal weights (checked); the readout's vocabulary matmuls differ by ~2e-7 across instances
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+        torch.testing.assert_close(model(**batch).logits, again(**batch).logits, rtol=0, atol=1e-6)
+    # a linked checkpoint without the readout may switch it on; one that has part of it may not lose the rest
+    without = {k: v for k, v in model.state_dict().items() if not k.startswith("merger.readout.")}
+    assert _switched_on("merger.readout.query", without) and _switched_on("temporal.layers.0.x", {})
+    assert not _switched_on("merger.readout.query", {"merger.readout.sharpness": 1})
+    assert not _switched_on("merger.mlp.0.weight", without)
+
+
 def test_auto_classes(tmp_path):
     model, proc = tiny_model("qwen3")
     model.save_pretrained(tmp_path)

@@ -140,6 +140,18 @@ def assemble(
     return model.eval(), processor
 
 
+# modules a config override can switch on over a checkpoint saved without them; they start as at insertion
+SWITCHABLE = ("temporal", "merger.readout")
+
+
+def _switched_on(key: str, state: dict) -> bool:
+    """Whether a weight missing from ``state`` belongs to a switchable module the checkpoint lacks entirely."""
+    for prefix in SWITCHABLE:
+        if key.startswith(prefix + ".") and not any(k.startswith(prefix + ".") for k in state):
+            return True
+    return False
+
+
 def load_linked(directory: str | Path, config: TempFlexConfig, dtype: torch.dtype = torch.float32):
     """A saved model whose frozen LLM comes from the wheel ``config.text_source``: the LLM from the wheel (grown to
     the saved vocabulary exactly as at assembly), every other weight from ``directory``'s safetensors."""
@@ -155,10 +167,7 @@ def load_linked(directory: str | Path, config: TempFlexConfig, dtype: torch.dtyp
     model = TempFlexForConditionalGeneration(config, language_model=language_model)
     state = load_file(weights)
     missing, unexpected = model.load_state_dict(state, strict=False)
-    # a module the checkpoint lacks entirely (TFF or the merger's word readout switched on) starts fresh
-    saved = {k.split(".")[0] for k in state} | {"merger.readout" for k in state if k.startswith("merger.readout.")}
-    missing = [k for k in missing if k.split(".")[0] in saved and not k.startswith("language_model.")
-               and (not k.startswith("merger.readout.") or "merger.readout" in saved)]
+    missing = [k for k in missing if not k.startswith("language_model.") and not _switched_on(k, state)]
     if missing or unexpected:
         raise ValueError(f"{directory}: the weights do not match the config (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]})")

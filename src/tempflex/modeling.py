@@ -57,7 +57,7 @@ class TempFlexPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
         if isinstance(module, (TemporalFiberFusionLayer, WordReadout)):
-            module.reset_parameters()  # near-identity TFF at insertion (see tempflex.temporal.tff); readout's own
+            module.reset_parameters()  # each module's state at insertion (near-identity TFF: tempflex.temporal.tff)
 
 
 class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin):

@@ -8,7 +8,8 @@ each a row of a classifier over every option text of the data; cross-entropy ove
 head is thrown away afterwards; the encoder, TFF and merger keep what they learned. The LLM's layers never run, so
 a step of 32 videos takes 0.6 s here against 3 s for 8 through Gemma3-270M.
 
-The loss has three terms, each added after a measured failure of the ones before (docs/tempflex_tiny.md, 7-10):
+The loss has up to four terms (weights in the recipe's ``warmup`` block), each added after a measured failure of
+the ones before (docs/tempflex_tiny.md, 7-12):
 
 - ``choice``: the head's cross-entropy over the record's options.
 - ``variance``: VICReg's variance hinge (Bardes et al., 2022) on the merged tokens, with the LLM's embedding spread
@@ -21,6 +22,8 @@ The loss has three terms, each added after a measured failure of the ones before
   the visual tokens, the frozen Gemma3-270M picks the right option for 88 % of 150 validation questions (a copy it
   can make in context), while an earlier term that only asked the mean token to point at the answer's direction
   left stage 1 at chance (docs/tempflex_tiny.md, findings 10-11).
+- ``readout``: with ``merger_word_readout`` on, the readout's cross-entropy over the LLM's vocabulary on that same
+  token (``tempflex.readout``); the said term alone moved the tokens too slowly (finding 12).
 
 Measured on the probes (docs/tempflex_tiny.md): learning rate 1e-3 stayed at chance for 300 steps with all ten
 skills mixed (one skill alone learned), 3e-4 and 5e-4 learned; standardising the head's input over the batch
