@@ -65,7 +65,8 @@ METHODS: dict[str, str | None] = {  # name -> budget spec ({budget} filled in); 
     "ata": "ata:{budget},segment_frames=4",
 }
 SAVE_EVERY = 25  # questions between cache writes
-CACHE_VERSION = 2  # part of the cache key: bump when scoring changes (2: answers are the options' text)
+CACHE_VERSION = 3  # part of the cache key: bump when scoring changes (2: answers are the options' text; 3: a word
+# readout reads only the kept tokens)
 
 
 @dataclass(frozen=True)

@@ -39,17 +39,26 @@ TEMPORAL = ("object_direction", "camera_direction", "speed_change", "event_order
             "periodic", "before_after")
 
 
-def load(name: str, runs: Path, steps: int):
-    """The stage-0 recipe for one variant."""
+def load(name: str, runs: Path, steps: int, temporal_lr: float | None):
+    """The stage-0 recipe for one variant.
+
+    "off" builds the same TFF (so every variant draws the same initial weights from the same random stream) and
+    freezes it at its initialisation, where its LayerNorm's gain and bias are zero and it returns its input
+    exactly (Z = X, eq. 5): TFF off, with nothing else changed. Building the model without TFF instead changes
+    the encoder's random initialisation, a difference of its own.
+    """
     from tempflex.train.recipe import load_recipe
 
     fibres = VARIANTS[name]
+    lr = dict(load_recipe(RECIPE).optim.lr)
+    if temporal_lr is not None:
+        lr["temporal"] = temporal_lr
     common = [f"output_dir={runs / name}", f"schedule.max_steps={steps}", "checkpoint.every=null"]
     if fibres:
-        return load_recipe(RECIPE, [*common, f"model.assemble.config.tff_fibres=[{','.join(fibres)}]"])
-    lr = {k: v for k, v in load_recipe(RECIPE).optim.lr.items() if k != "temporal"}  # no TFF module to train
-    return load_recipe(RECIPE, [*common, "model.assemble.config.tff_enabled=false", f"optim.lr={json.dumps(lr)}",
-                                "optim.freeze=[language_model, temporal]"])
+        return load_recipe(RECIPE, [*common, f"model.assemble.config.tff_fibres=[{','.join(fibres)}]",
+                                    f"optim.lr={json.dumps(lr)}"])
+    lr.pop("temporal")
+    return load_recipe(RECIPE, [*common, f"optim.lr={json.dumps(lr)}", "optim.freeze=[language_model, temporal]"])
 
 
 def table(results: dict[str, dict]) -> str:
@@ -103,16 +112,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300, help="stage-0 steps per variant")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs/ablation")
     parser.add_argument("--only", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--temporal-lr", type=float, default=None, help="TFF's learning rate (default: the recipe's)")
+    parser.add_argument("--name", default="tff_ablation", help="results file stem in benchmarks/results/")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    out_json = ROOT / "benchmarks/results/tff_ablation.json"
+    torch.set_num_threads(args.threads)
+    out_json = ROOT / f"benchmarks/results/{args.name}.json"
     results = json.loads(out_json.read_text()) if out_json.is_file() else {}
-    results = {k: v for k, v in results.items() if v.get("steps") == args.steps}
+    settings = {"steps": args.steps, "temporal_lr": args.temporal_lr}
+    results = {k: v for k, v in results.items() if all(v.get(s) == x for s, x in settings.items())}
     train = test = None
     for name in args.only:
         if name in results:
             continue
-        recipe = load(name, args.runs, args.steps)
+        recipe = load(name, args.runs, args.steps, args.temporal_lr)
         start = time.perf_counter()
         trainer = OptionTrainer(recipe, data=train)
         if train is None:  # decoded once, with the first variant's model (the LLM's table is the same for all)
@@ -122,14 +135,14 @@ def main() -> None:
                                        recipe.data.num_frames, train.vocab)
         trainer.run()
         accuracy = option_accuracy(trainer.model, trainer.head, test)
-        results[name] = {"steps": args.steps, "accuracy": accuracy, "questions": len(test),
+        results[name] = {**settings, "accuracy": accuracy, "questions": len(test),
                          "seconds": time.perf_counter() - start}
         print(name, json.dumps(accuracy), flush=True)
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps(results, indent=2) + "\n")
     text = table(results)
-    (ROOT / "benchmarks/results/tff_ablation.md").write_text(text + "\n")
-    plot(results, ROOT / "docs/img/tff_ablation.png")
+    (ROOT / f"benchmarks/results/{args.name}.md").write_text(text + "\n")
+    plot(results, ROOT / f"docs/img/{args.name}.png")
     print(text)
 
 

@@ -448,6 +448,26 @@ def test_pipeline_with_the_whole_budget_equals_the_processor_path(tiny, clip):
     assert torch.allclose(ours, theirs, atol=1e-5)
 
 
+def test_pipeline_word_readout_reads_only_the_kept_tokens(clip):
+    """With a word readout (tempflex-tiny has one) the LLM gets the kept tokens plus the word read from them
+    alone, so a small budget cannot smuggle the whole video in; the whole budget is the processor's path."""
+    model, processor = tiny_model("gemma3", video_timestamps=True, merger_word_readout=True)
+    model.eval()
+    inputs, info = BudgetPipeline.from_spec("flux:30,timestamps=none").prepare(model, processor, clip, "Q")
+    raw = encode_clip(model, processor, clip)  # before the readout
+    t, r, c = torch.tensor(info["positions"]).unbind(dim=1)
+    kept = raw.tokens[raw.frame_index()[t, r, c]]  # (V, E)
+    mask = inputs["input_ids"] == processor.video_token_id
+    torch.testing.assert_close(inputs["inputs_embeds"][mask], model.read_out(kept, t))
+    whole, _ = BudgetPipeline.from_spec("uniform:10000").prepare(model, processor, clip, "What happens?")
+    reference = processor(processor.apply_chat_template([{"role": "user", "content": "<video>\nWhat happens?"}]),
+                          videos=[clip])
+    with torch.no_grad():
+        torch.testing.assert_close(model(**whole).logits, model(**reference).logits, atol=1e-5, rtol=1e-5)
+    scores = segment_relevance(model, processor, raw, [range(0, 2), range(2, 5)], "Is there a dog?")
+    assert scores.shape == (2,) and bool(torch.isfinite(scores).all())
+
+
 def test_model_generate_takes_the_pipeline_inputs(tiny, clip):
     """generate() from the spliced embeddings equals the bare LLM generating from the same embeddings."""
     _, model, processor = tiny

@@ -80,6 +80,27 @@ def test_word_readout_writes_the_word_it_is_sure_of_into_every_token():
     assert readout.query.grad is not None and tokens.grad.abs().sum() > 0
 
 
+def test_word_readout_pools_only_the_unmasked_tokens():
+    """Frames padded with other tokens under a mask say the same word as the frames alone; a frame's masked
+    tokens get no weight, whatever they hold."""
+    from tempflex.readout import WordReadout
+
+    torch.manual_seed(1)
+    embed = torch.nn.Embedding(50, 16)
+    readout = WordReadout(16).eval()
+    with torch.no_grad():
+        readout.query.normal_()  # attention pooling, not the mean of the start
+    one = torch.randn(4, 1, 16)  # (F, 1, E): one token a frame
+    padded = torch.cat([one, 100 * torch.randn(4, 2, 16)], dim=1)  # (F, 3, E), two junk tokens a frame
+    mask = torch.tensor([[True, False, False]]).expand(4, 3)
+    alone, logits_alone = readout.words([one], embed)
+    masked, logits_masked = readout.words([padded], embed, [mask])
+    torch.testing.assert_close(masked, alone)
+    torch.testing.assert_close(logits_masked, logits_alone)
+    unmasked, _ = readout.words([padded], embed)
+    assert not torch.allclose(unmasked, alone)  # the junk would count without the mask
+
+
 def test_merger_owns_the_readout_only_when_asked():
     assert PatchMerger(8, 16).readout is None
     assert sum(p.numel() for p in PatchMerger(8, 16, word_readout=True).readout.parameters()) > 0

@@ -132,6 +132,31 @@ def test_save_and_reload_bit_exact(tmp_path, text):
         assert torch.equal(model(**batch).logits, again(**batch).logits)
 
 
+def test_read_out_reads_exactly_the_tokens_it_is_given():
+    """read_out over every token equals the model's own readout; over a subset it equals the readout of a video
+    made of those tokens only (dropped tokens leave no trace); a model without a readout returns its input."""
+    model, proc = tiny_model("gemma3", merger_word_readout=True)
+    model.eval()
+    rng = np.random.default_rng(0)
+    batch = proc(text=["<video>"], videos=[np.stack([random_image(rng, 64, 64) for _ in range(4)])])
+    pixels, grid = batch["pixel_values_videos"], batch["video_grid_thw"]  # 4 frames of 2 x 2 merged tokens
+    with torch.no_grad():
+        raw = model.get_visual_features(pixels, grid, video=True, readout=False)  # (16, E)
+        full = model.get_visual_features(pixels, grid, video=True)  # (16, E)
+        frames = torch.arange(4).repeat_interleave(4)  # (16,)
+        torch.testing.assert_close(model.read_out(raw, frames), full)
+        keep = torch.tensor([0, 3, 9, 10, 11])  # frames 0, 0, 2, 2, 2: frames 1 and 3 are dropped
+        some = model.read_out(raw[keep], frames[keep])
+        padded = torch.stack([raw[[0, 3, 0]], raw[[9, 10, 11]]])  # (2, 3, E): frame 0 padded with a junk token
+        mask = torch.tensor([[True, True, False], [True, True, True]])
+        word = model.merger.readout.words([padded], model.get_input_embeddings(), [mask])[0][0]  # (E,)
+        torch.testing.assert_close(some, raw[keep] + word)
+        assert not torch.allclose(some, full[keep])  # the word of the whole video is another
+    plain, _ = tiny_model("gemma3")
+    tokens = torch.randn(5, plain.config.text_config.hidden_size)
+    assert torch.equal(plain.read_out(tokens, torch.zeros(5, dtype=torch.long)), tokens)
+
+
 def test_word_readout_saves_reloads_and_switches_on_over_a_checkpoint_without_it(tmp_path):
     from tempflex.assemble import _switched_on
 

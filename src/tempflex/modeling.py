@@ -142,9 +142,11 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
 
     # -- visual path ----------------------------------------------------------------------------------------------
     def get_visual_features(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor, *, video: bool,
-                            readout_logits: list | None = None) -> torch.Tensor:
+                            readout_logits: list | None = None, readout: bool = True) -> torch.Tensor:
         """Packed patches (sum F*h*w, K) with grids (N, 3) -> visual tokens (V, E), items and frames in order.
-        With the word readout on, each item's vocabulary logits (W,) are appended to ``readout_logits`` if given."""
+        With the word readout on, each item's vocabulary logits (W,) are appended to ``readout_logits`` if given;
+        ``readout=False`` returns the tokens before it, for a caller that keeps only some of them and then
+        applies it to those (``read_out``)."""
         if grid_thw is None:
             kind = "video_grid_thw" if video else "image_grid_thw"
             raise ValueError(f"visual pixels need their grids: pass {kind} (the processor returns it)")
@@ -153,11 +155,25 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
         if self.temporal is not None and (video or self.config.tff_on_images):
             feats = self._fuse_time(feats)
         tokens = [self.merger(item, (h, w)) for item, (_, h, w) in zip(feats, grid_thw.tolist())]  # (F, P/4, E)
-        if self.merger.readout is not None:
+        if self.merger.readout is not None and readout:
             tokens, logits = self.merger.readout(tokens, self.get_input_embeddings())  # logits (N, W)
             if readout_logits is not None:
                 readout_logits.extend(logits)
         return torch.cat([t.flatten(0, 1) for t in tokens], dim=0)  # (V, E)
+
+    def read_out(self, tokens: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        """Some merged tokens (V, E) of one video, before the readout, with their frame indices (V,) in
+        non-decreasing order -> (V, E) with the word the readout reads from exactly these tokens, as if the video
+        had been only these: frames without tokens are skipped, pooling covers each frame's tokens. Unchanged
+        when the model has no readout. With every token of the video, equal to ``get_visual_features``."""
+        if self.merger.readout is None or not len(tokens):
+            return tokens
+        _, counts = torch.unique_consecutive(frames, return_counts=True)  # (F',) tokens per kept frame
+        rows = tokens.split(counts.tolist())  # F' tensors (T_f, E)
+        padded = nn.utils.rnn.pad_sequence(list(rows), batch_first=True)  # (F', T, E)
+        mask = torch.arange(padded.shape[1])[None, :] < counts[:, None]  # (F', T)
+        word, _ = self.merger.readout.words([padded], self.get_input_embeddings(), [mask.to(padded.device)])
+        return tokens + word[0].to(tokens.dtype)  # (V, E)
 
     def _fuse_time(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         """TFF over every item; items of one shape share a batch (TFF mixes nothing across the batch)."""

@@ -46,14 +46,25 @@ class WordReadout(nn.Module):
         self.query.zero_()
         self.sharpness.fill_(40.0)
 
-    def forward(self, items: list[torch.Tensor], embed: nn.Embedding) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def forward(self, items: list[torch.Tensor], embed: nn.Embedding,
+                masks: list[torch.Tensor] | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Each item's tokens (F, T, E) and the LLM's input embedding module -> each item's tokens + its word
-        (F, T, E), and the logits (N, W). The N items share one pass over the table (that pass is bound by reading
-        the table: one pass per item cost 6 s a step of 32 videos)."""
+        (F, T, E), and the logits (N, W). ``masks`` (F, T) bool per item mark the real tokens of frames padded to
+        T (every frame needs at least one); pooling ignores the rest. The N items share one pass over the table
+        (that pass is bound by reading the table: one pass per item cost 6 s a step of 32 videos)."""
+        words, logits = self.words(items, embed, masks)  # (N, E), (N, W)
+        return [t + w.to(t.dtype) for t, w in zip(items, words)], logits
+
+    def words(self, items: list[torch.Tensor], embed: nn.Embedding,
+              masks: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The word each item says, scaled like the LLM's text embeddings (N, E), and the logits (N, W)."""
         frames = []
-        for tokens in items:
+        for i, tokens in enumerate(items):
             x = self.norm(tokens)  # (F, T, E)
-            weights = torch.softmax(self.key(x) @ self.query / x.shape[-1] ** 0.5, dim=1)  # (F, T)
+            scores = self.key(x) @ self.query / x.shape[-1] ** 0.5  # (F, T)
+            if masks is not None:
+                scores = scores.masked_fill(~masks[i], float("-inf"))
+            weights = torch.softmax(scores, dim=1)  # (F, T)
             frames.append(torch.einsum("ft,fte->fe", weights, x))  # (F, E), each frame pooled over its tokens
         frames = self.down(self.standardise(torch.cat(frames))).split([len(t) for t in items])  # (F, hidden) each
         summaries = torch.stack([self.time(f[None])[1][0, 0] for f in frames])  # (N, hidden), the last GRU state
@@ -64,5 +75,4 @@ class WordReadout(nn.Module):
         top = logits.topk(min(self.top, logits.shape[-1]), dim=-1)  # (N, k)
         mix = torch.softmax(top.values.float(), dim=-1).to(table.dtype)  # (N, k)
         scale = getattr(embed, "embed_scale", 1.0)
-        words = torch.einsum("nk,nke->ne", mix, table[top.indices]) * scale  # (N, E)
-        return [t + w.to(t.dtype) for t, w in zip(items, words)], logits
+        return torch.einsum("nk,nke->ne", mix, table[top.indices]) * scale, logits  # (N, E), (N, W)

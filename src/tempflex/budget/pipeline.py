@@ -29,7 +29,7 @@ from tempflex.budget.base import (
     TokenReducer,
     VisualTokens,
 )
-from tempflex.budget.prompt import build_prompt, frame_tags, splice, split_template
+from tempflex.budget.prompt import build_prompt, frame_tags, has_readout, read_out, splice, split_template
 from tempflex.budget.relevance import segment_relevance
 from tempflex.budget.selectors import UniformFrames
 from tempflex.budget.timestamps import FrameTags, NoTags
@@ -41,11 +41,15 @@ REFINE_STEPS = 4  # extra reducer calls that try to spend the tag tokens a reduc
 
 @torch.no_grad()
 def encode_clip(model: Any, processor: Any, clip: VideoClip) -> VisualTokens:
-    """Every frame of ``clip`` through the encoder, TFF and merger: (T*h*w, E) tokens with their places."""
+    """Every frame of ``clip`` through the encoder, TFF and merger: (T*h*w, E) tokens with their places. A model
+    with a word readout gives its tokens before the readout (``read_out`` applies it to the kept ones)."""
     media = processor.encode_media(videos=[clip])
     data = media.tensors()
     pixels = data["pixel_values_videos"].to(model.device, model.dtype)  # (T*H*W patches, K)
-    features = model.get_video_features(pixels, data["video_grid_thw"])  # (T*h*w, E)
+    if has_readout(model):
+        features = model.get_visual_features(pixels, data["video_grid_thw"], video=True, readout=False)
+    else:
+        features = model.get_video_features(pixels, data["video_grid_thw"])  # (T*h*w, E)
     return VisualTokens.from_features(features, media.video_grids[0], processor.settings.merge_size, clip.timestamps)
 
 
@@ -155,7 +159,7 @@ class BudgetPipeline:
             except BudgetError as err:
                 raise BudgetError(f"budget {self.budget} leaves {visual} visual tokens: {err}") from err
 
-        kept = fit(tokens, reduce, self.budget, overhead)
+        kept = read_out(model, fit(tokens, reduce, self.budget, overhead))
         return self._inputs(model, processor, (prefix, suffix), kept, encoder, index, relevance, len(tokens))
 
     def _inputs(self, model: Any, processor: Any, around: tuple[str, str], kept: VisualTokens,

@@ -12,7 +12,7 @@ between special tokens, so for the usual tokenizers the ids equal the whole stri
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -77,6 +77,20 @@ def build_prompt(processor: Any, prefix: str, suffix: str, per_frame: Sequence[i
     ids += encode(suffix)
     texts.append(suffix)
     return VideoPrompt(torch.tensor(ids, dtype=torch.long), "".join(texts), visual, tag_count, frames)
+
+
+def has_readout(model: Any) -> bool:
+    """Whether ``model`` has a word readout (``TempFlexModel.read_out``), which must read only the kept tokens."""
+    merger = getattr(model, "merger", None)
+    return callable(getattr(model, "read_out", None)) and getattr(merger, "readout", None) is not None
+
+
+def read_out(model: Any, tokens: VisualTokens) -> VisualTokens:
+    """``tokens`` (taken before the readout) with the word the model's readout reads from exactly them added, so
+    that nothing from a dropped token reaches the LLM through it; unchanged for a model without a readout."""
+    if not has_readout(model):
+        return tokens
+    return replace(tokens, tokens=model.read_out(tokens.tokens, tokens.positions[:, 0]))
 
 
 def splice(model: Any, input_ids: torch.Tensor, visual: torch.Tensor, video_token_id: int) -> torch.Tensor:
