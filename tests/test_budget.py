@@ -448,23 +448,30 @@ def test_pipeline_with_the_whole_budget_equals_the_processor_path(tiny, clip):
     assert torch.allclose(ours, theirs, atol=1e-5)
 
 
-def test_pipeline_word_readout_reads_only_the_kept_tokens(clip):
+@pytest.mark.parametrize("query", [False, True])
+def test_pipeline_word_readout_reads_only_the_kept_tokens(clip, query):
     """With a word readout (tempflex-tiny has one) the LLM gets the kept tokens plus the word read from them
-    alone, so a small budget cannot smuggle the whole video in; the whole budget is the processor's path."""
-    model, processor = tiny_model("gemma3", video_timestamps=True, merger_word_readout=True)
+    alone (and from the prompt, when it reads prompts), so a small budget cannot smuggle the whole video in; the
+    whole budget is the processor's path."""
+    model, processor = tiny_model("gemma3", video_timestamps=True, merger_word_readout=True,
+                                  merger_readout_query=query)
     model.eval()
+    if query:
+        with torch.no_grad():
+            model.merger.readout.ask[1].weight.normal_()  # the prompt steers the word (zero at insertion)
     inputs, info = BudgetPipeline.from_spec("flux:30,timestamps=none").prepare(model, processor, clip, "Q")
     raw = encode_clip(model, processor, clip)  # before the readout
     t, r, c = torch.tensor(info["positions"]).unbind(dim=1)
     kept = raw.tokens[raw.frame_index()[t, r, c]]  # (V, E)
     mask = inputs["input_ids"] == processor.video_token_id
-    torch.testing.assert_close(inputs["inputs_embeds"][mask], model.read_out(kept, t))
+    prompt = model.prompt_queries(inputs["input_ids"])[0] if query else None
+    torch.testing.assert_close(inputs["inputs_embeds"][mask], model.read_out(kept, t, prompt))
     whole, _ = BudgetPipeline.from_spec("uniform:10000").prepare(model, processor, clip, "What happens?")
     reference = processor(processor.apply_chat_template([{"role": "user", "content": "<video>\nWhat happens?"}]),
                           videos=[clip])
     with torch.no_grad():
         torch.testing.assert_close(model(**whole).logits, model(**reference).logits, atol=1e-5, rtol=1e-5)
-    scores = segment_relevance(model, processor, raw, [range(0, 2), range(2, 5)], "Is there a dog?")
+    scores = segment_relevance(model, processor, raw, [range(2), range(2, 5)], "Is there a dog?")
     assert scores.shape == (2,) and bool(torch.isfinite(scores).all())
 
 

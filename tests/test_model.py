@@ -157,6 +157,40 @@ def test_read_out_reads_exactly_the_tokens_it_is_given():
     assert torch.equal(plain.read_out(tokens, torch.zeros(5, dtype=torch.long)), tokens)
 
 
+def test_readout_query_reads_the_prompt_outside_the_media():
+    """merger_readout_query: at insertion the word is the question-blind one; once trained, another question
+    gives another word through forward(); the query skips the video block (separators, tags), so it does not
+    change with the number of frames."""
+    model, proc = tiny_model("gemma3", merger_word_readout=True, merger_readout_query=True, video_timestamps=True)
+    blind, _ = tiny_model("gemma3", merger_word_readout=True)
+    model.eval()
+    rng = np.random.default_rng(0)
+    video = np.stack([random_image(rng, 64, 64) for _ in range(4)])
+    texts = [proc.apply_chat_template([{"role": "user", "content": f"<video>\nWhich colour appears {w}?"}])
+             for w in ("first", "last")]
+    batch = proc(text=texts, videos=[video, video])
+    pixels, grid = batch["pixel_values_videos"], batch["video_grid_thw"]
+    queries = model.prompt_queries(batch["input_ids"], batch["attention_mask"])  # (2, E)
+    with torch.no_grad():
+        start = model.get_visual_features(pixels, grid, video=True, queries=queries).view(2, 16, -1)
+        torch.testing.assert_close(start[0], start[1])  # FiLM is zero at insertion
+        model.merger.readout.ask[1].weight.normal_()
+        steered = model.get_visual_features(pixels, grid, video=True, queries=queries).view(2, 16, -1)
+        assert not torch.allclose(steered[0], steered[1])
+        # forward() gives each video its own row's query
+        out = model(**batch, output_hidden_states=False)
+        assert out.video_embeds is not None and torch.allclose(out.video_embeds.view(2, 16, -1), steered, atol=1e-5)
+    # the query is the text around the video, not its inner separators and tags: two frames give the same query
+    short = proc(text=texts[:1], videos=[video[:2]])
+    torch.testing.assert_close(model.prompt_queries(short["input_ids"])[0], queries[0])
+    # a checkpoint of a question-blind readout loads into a config that switches the query on
+    from tempflex.assemble import _switched_on
+
+    assert _switched_on("merger.readout.ask.1.weight", blind.state_dict())
+    with pytest.raises(ValueError, match="needs merger_word_readout"):
+        tiny_model("gemma3", merger_readout_query=True)
+
+
 def test_word_readout_saves_reloads_and_switches_on_over_a_checkpoint_without_it(tmp_path):
     from tempflex.assemble import _switched_on
 

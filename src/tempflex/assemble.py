@@ -141,7 +141,7 @@ def assemble(
 
 
 # modules a config override can switch on over a checkpoint saved without them; they start as at insertion
-SWITCHABLE = ("temporal", "merger.readout")
+SWITCHABLE = ("temporal", "merger.readout", "merger.readout.ask")
 
 
 def _switched_on(key: str, state: dict) -> bool:

@@ -66,6 +66,9 @@ class TempFlexConfig(PreTrainedConfig):
     # Not in the paper: each item's tokens also say one soft word of the LLM's vocabulary, added to every token
     # (tempflex.readout; tempflex-tiny's bridge to a frozen small LLM)
     merger_word_readout: bool = False
+    # ... and the readout reads the prompt's text too (its choice of word depends on the question, as
+    # InstructBLIP's Q-Former reads the instruction); needs merger_word_readout
+    merger_readout_query: bool = False
 
     # Visual token limits, in merged tokens (4 patches each)
     image_min_tokens: int = 4  # a 64x64 image
@@ -101,9 +104,11 @@ class TempFlexConfig(PreTrainedConfig):
         self._check()
 
     def _check(self) -> None:
-        for name in ("vision_dual_patch_norm", "vision_glpe", "merger_word_readout"):
+        for name in ("vision_dual_patch_norm", "vision_glpe", "merger_word_readout", "merger_readout_query"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.merger_readout_query and not self.merger_word_readout:
+            raise ValueError("merger_readout_query needs merger_word_readout: true (the query steers the readout)")
         unknown = set(self.tff_fibres) - set(FIBRES)
         if unknown or not self.tff_fibres:
             raise ValueError(f"tff_fibres must be a non-empty subset of {FIBRES}, got {list(self.tff_fibres)}")

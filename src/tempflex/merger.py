@@ -33,6 +33,7 @@ class PatchMerger(nn.Module):
         hidden_dim: int | None = None,
         layernorm: bool = True,
         word_readout: bool = False,
+        readout_query: bool = False,
     ) -> None:
         super().__init__()
         self.merge_size = merge_size
@@ -43,7 +44,7 @@ class PatchMerger(nn.Module):
             nn.GELU(),
             nn.Linear(hidden_dim, out_dim),
         )
-        self.readout = WordReadout(out_dim) if word_readout else None
+        self.readout = WordReadout(out_dim, query=readout_query) if word_readout else None
 
     def unshuffle(self, x: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
         """(N, h*w, D) in row-major patch order -> (N, h/s*w/s, s*s*D).

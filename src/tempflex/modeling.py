@@ -95,6 +95,7 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
             hidden_dim=config.merger_hidden,
             layernorm=config.merger_layernorm,
             word_readout=config.merger_word_readout,
+            readout_query=config.merger_readout_query,
         )
         self.language_model = (
             language_model if language_model is not None else AutoModelForCausalLM.from_config(config.text_config)
@@ -142,11 +143,13 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
 
     # -- visual path ----------------------------------------------------------------------------------------------
     def get_visual_features(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor, *, video: bool,
-                            readout_logits: list | None = None, readout: bool = True) -> torch.Tensor:
+                            readout_logits: list | None = None, readout: bool = True,
+                            queries: torch.Tensor | None = None) -> torch.Tensor:
         """Packed patches (sum F*h*w, K) with grids (N, 3) -> visual tokens (V, E), items and frames in order.
         With the word readout on, each item's vocabulary logits (W,) are appended to ``readout_logits`` if given;
         ``readout=False`` returns the tokens before it, for a caller that keeps only some of them and then
-        applies it to those (``read_out``)."""
+        applies it to those (``read_out``); ``queries`` (N, E) are the items' prompts (``prompt_queries``) for a
+        readout that reads them (``merger_readout_query``)."""
         if grid_thw is None:
             kind = "video_grid_thw" if video else "image_grid_thw"
             raise ValueError(f"visual pixels need their grids: pass {kind} (the processor returns it)")
@@ -156,24 +159,65 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
             feats = self._fuse_time(feats)
         tokens = [self.merger(item, (h, w)) for item, (_, h, w) in zip(feats, grid_thw.tolist())]  # (F, P/4, E)
         if self.merger.readout is not None and readout:
-            tokens, logits = self.merger.readout(tokens, self.get_input_embeddings())  # logits (N, W)
+            tokens, logits = self.merger.readout(tokens, self.get_input_embeddings(), queries=queries)  # (N, W)
             if readout_logits is not None:
                 readout_logits.extend(logits)
         return torch.cat([t.flatten(0, 1) for t in tokens], dim=0)  # (V, E)
 
-    def read_out(self, tokens: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    def read_out(self, tokens: torch.Tensor, frames: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
         """Some merged tokens (V, E) of one video, before the readout, with their frame indices (V,) in
-        non-decreasing order -> (V, E) with the word the readout reads from exactly these tokens, as if the video
-        had been only these: frames without tokens are skipped, pooling covers each frame's tokens. Unchanged
-        when the model has no readout. With every token of the video, equal to ``get_visual_features``."""
+        non-decreasing order (and the prompt's query (E,), ``prompt_queries``) -> (V, E) with the word the readout
+        reads from exactly these tokens, as if the video had been only these: frames without tokens are skipped,
+        pooling covers each frame's tokens. Unchanged when the model has no readout. With every token of the
+        video, equal to ``get_visual_features``."""
         if self.merger.readout is None or not len(tokens):
             return tokens
+        if bool((frames[1:] < frames[:-1]).any()):
+            raise ValueError("read_out needs the tokens in frame order")
         _, counts = torch.unique_consecutive(frames, return_counts=True)  # (F',) tokens per kept frame
         rows = tokens.split(counts.tolist())  # F' tensors (T_f, E)
         padded = nn.utils.rnn.pad_sequence(list(rows), batch_first=True)  # (F', T, E)
         mask = torch.arange(padded.shape[1])[None, :] < counts[:, None]  # (F', T)
-        word, _ = self.merger.readout.words([padded], self.get_input_embeddings(), [mask.to(padded.device)])
+        queries = None if query is None else query[None]  # (1, E)
+        word, _ = self.merger.readout.words([padded], self.get_input_embeddings(), [mask.to(padded.device)], queries)
         return tokens + word[0].to(tokens.dtype)  # (V, E)
+
+    def prompt_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L) prompts -> (B, E): each prompt's mean input embedding over its text outside the media, i.e.
+        the tokens before the first and after the last visual placeholder (a video's inner frame separators and
+        time tags lie between and are left out, so the query does not depend on the number of frames; its first
+        tag and last separator count); the whole text when there is none. What a readout built with
+        ``merger_readout_query`` reads."""
+        media = self._visual_mask(input_ids)  # (B, L)
+        place = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)  # (B, L)
+        big = input_ids.shape[1]
+        first = torch.where(media, place, big).amin(dim=1, keepdim=True)  # (B, 1); L when no media
+        last = torch.where(media, place, -1).amax(dim=1, keepdim=True)  # (B, 1); -1 when no media
+        keep = (place < first) | (place > last)  # (B, L)
+        if attention_mask is not None:
+            keep &= attention_mask.bool()
+        embeds = self.get_input_embeddings()(input_ids)  # (B, L, E)
+        weights = keep.to(embeds.dtype)
+        return (embeds * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)  # (B, E)
+
+    def _item_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, grid_thw: torch.Tensor,
+                      token_id: int | None) -> torch.Tensor | None:
+        """Each visual item's prompt query (N, E): items fill the rows' placeholders in order."""
+        if self.merger.readout is None or self.merger.readout.ask is None or input_ids is None or grid_thw is None:
+            return None  # (a missing grid is get_visual_features' error to report)
+        rows = self.prompt_queries(input_ids, attention_mask)  # (B, E)
+        per_row = (input_ids == token_id).sum(dim=1).tolist()  # placeholders per row
+        sizes = (torch.as_tensor(grid_thw).prod(dim=-1) // self.config.merge_size**2).tolist()  # tokens per item
+        owner, row, used = [], 0, 0
+        for size in sizes:
+            while row < len(per_row) and used >= per_row[row]:
+                row, used = row + 1, 0
+            if row == len(per_row):
+                raise PlaceholderMismatchError(f"the prompts have {sum(per_row)} placeholder tokens, fewer than the "
+                                               f"{sum(sizes)} visual tokens of the media")
+            owner.append(row)
+            used += size
+        return rows[owner]
 
     def _fuse_time(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         """TFF over every item; items of one shape share a batch (TFF mixes nothing across the batch)."""
@@ -234,10 +278,12 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
             raise ValueError("visual inputs need input_ids to locate their placeholder tokens")
         image_embeds = video_embeds = None
         if pixel_values is not None:
-            image_embeds = self.get_image_features(pixel_values, image_grid_thw)
+            queries = self._item_queries(input_ids, attention_mask, image_grid_thw, self.config.image_token_id)
+            image_embeds = self.get_visual_features(pixel_values, image_grid_thw, video=False, queries=queries)
             inputs_embeds = self._splice(input_ids, inputs_embeds, image_embeds, self.config.image_token_id, "image")
         if pixel_values_videos is not None:
-            video_embeds = self.get_video_features(pixel_values_videos, video_grid_thw)
+            queries = self._item_queries(input_ids, attention_mask, video_grid_thw, self.config.video_token_id)
+            video_embeds = self.get_visual_features(pixel_values_videos, video_grid_thw, video=True, queries=queries)
             inputs_embeds = self._splice(input_ids, inputs_embeds, video_embeds, self.config.video_token_id, "video")
         if labels is not None and input_ids is not None:
             labels = labels.masked_fill(self._visual_mask(input_ids), IGNORE_INDEX)

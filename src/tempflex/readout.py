@@ -12,6 +12,11 @@ each row of the LLM's own embedding table, as a tied LM head reads a hidden stat
 `top` likeliest words' input embeddings, scaled as the LLM scales text, is added to every token of the item. When
 the readout is sure, every token carries a real word embedding; the merger's own tokens stay in the sum.
 
+With ``query=True`` the readout also reads the prompt (``TempFlexForConditionalGeneration.prompt_queries``: the
+mean input embedding of the prompt's text outside the media) and lets it scale and shift the GRU's summary (FiLM,
+zero at insertion), so the word can depend on the question ("which colour appears first" or "last"), as
+InstructBLIP's Q-Former reads the instruction. Without a query it says what it would for no question.
+
 Shapes: N items, F frames, T merged tokens per frame, E LLM width, W vocabulary size.
 """
 
@@ -22,7 +27,7 @@ from torch import nn
 
 
 class WordReadout(nn.Module):
-    def __init__(self, width: int, hidden: int = 256, top: int = 64) -> None:
+    def __init__(self, width: int, hidden: int = 256, top: int = 64, query: bool = False) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(width)
         self.key = nn.Linear(width, width, bias=False)
@@ -35,28 +40,35 @@ class WordReadout(nn.Module):
         self.say = nn.Sequential(nn.Linear(hidden, width), nn.GELU(), nn.Linear(width, width))
         self.sharpness = nn.Parameter(torch.tensor(40.0))  # logits = sharpness * cos(said vector, word row)
         self.top = top  # the word mixes the `top` likeliest words (the rest hold ~0 of the softmax)
+        # the prompt's mean embedding (E) -> a scale and a shift of the summary (2 * hidden), FiLM
+        self.ask = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * hidden)) if query else None
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """The state at insertion: every submodule's own reset, mean pooling, sharpness 40 (a cosine logit range
-        that lets one word of 262k take most of the softmax)."""
-        for module in (self.norm, self.key, self.standardise, self.down, self.time, *self.say):
+        that lets one word of 262k take most of the softmax), no effect of the query."""
+        asking = [] if self.ask is None else list(self.ask)
+        for module in (self.norm, self.key, self.standardise, self.down, self.time, *self.say, *asking):
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
         self.query.zero_()
         self.sharpness.fill_(40.0)
+        if self.ask is not None:
+            nn.init.zeros_(self.ask[1].weight)
+            nn.init.zeros_(self.ask[1].bias)
 
-    def forward(self, items: list[torch.Tensor], embed: nn.Embedding,
-                masks: list[torch.Tensor] | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    def forward(self, items: list[torch.Tensor], embed: nn.Embedding, masks: list[torch.Tensor] | None = None,
+                queries: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Each item's tokens (F, T, E) and the LLM's input embedding module -> each item's tokens + its word
         (F, T, E), and the logits (N, W). ``masks`` (F, T) bool per item mark the real tokens of frames padded to
-        T (every frame needs at least one); pooling ignores the rest. The N items share one pass over the table
-        (that pass is bound by reading the table: one pass per item cost 6 s a step of 32 videos)."""
-        words, logits = self.words(items, embed, masks)  # (N, E), (N, W)
+        T (every frame needs at least one); pooling ignores the rest. ``queries`` (N, E): each item's prompt, read
+        when the readout was built with ``query=True``. The N items share one pass over the table (that pass is
+        bound by reading the table: one pass per item cost 6 s a step of 32 videos)."""
+        words, logits = self.words(items, embed, masks, queries)  # (N, E), (N, W)
         return [t + w.to(t.dtype) for t, w in zip(items, words)], logits
 
-    def words(self, items: list[torch.Tensor], embed: nn.Embedding,
-              masks: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def words(self, items: list[torch.Tensor], embed: nn.Embedding, masks: list[torch.Tensor] | None = None,
+              queries: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The word each item says, scaled like the LLM's text embeddings (N, E), and the logits (N, W)."""
         frames = []
         for i, tokens in enumerate(items):
@@ -68,6 +80,11 @@ class WordReadout(nn.Module):
             frames.append(torch.einsum("ft,fte->fe", weights, x))  # (F, E), each frame pooled over its tokens
         frames = self.down(self.standardise(torch.cat(frames))).split([len(t) for t in items])  # (F, hidden) each
         summaries = torch.stack([self.time(f[None])[1][0, 0] for f in frames])  # (N, hidden), the last GRU state
+        if self.ask is not None and queries is not None:
+            if queries.shape[0] != len(items):
+                raise ValueError(f"{queries.shape[0]} queries for {len(items)} visual items")
+            scale, shift = self.ask(queries.to(summaries.dtype)).chunk(2, dim=-1)  # (N, hidden) each
+            summaries = summaries * (1 + scale) + shift
         table = embed.weight  # (W, E), unscaled; Gemma3 multiplies by sqrt(E) in its forward (embed_scale)
         said = nn.functional.normalize(self.say(summaries), dim=-1).to(table.dtype)  # (N, E)
         rows = table / table.norm(dim=-1, keepdim=True).clamp(min=1e-6)

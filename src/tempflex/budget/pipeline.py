@@ -159,7 +159,7 @@ class BudgetPipeline:
             except BudgetError as err:
                 raise BudgetError(f"budget {self.budget} leaves {visual} visual tokens: {err}") from err
 
-        kept = read_out(model, fit(tokens, reduce, self.budget, overhead))
+        kept = fit(tokens, reduce, self.budget, overhead)
         return self._inputs(model, processor, (prefix, suffix), kept, encoder, index, relevance, len(tokens))
 
     def _inputs(self, model: Any, processor: Any, around: tuple[str, str], kept: VisualTokens,
@@ -171,6 +171,7 @@ class BudgetPipeline:
         if built.visual_tokens != len(kept):
             raise BudgetError(f"internal: {built.visual_tokens} placeholders for {len(kept)} kept tokens")
         ids = built.input_ids.unsqueeze(0).to(model.device)  # (1, L)
+        kept = read_out(model, kept, built.input_ids)  # a word readout reads the kept tokens (and the prompt)
         embeds = splice(model, ids, kept.tokens, processor.video_token_id)  # (1, L, E)
         separators = built.separator_tokens if self.count_separators else 0
         total = built.visual_tokens + built.tag_tokens + separators

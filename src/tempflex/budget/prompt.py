@@ -85,12 +85,14 @@ def has_readout(model: Any) -> bool:
     return callable(getattr(model, "read_out", None)) and getattr(merger, "readout", None) is not None
 
 
-def read_out(model: Any, tokens: VisualTokens) -> VisualTokens:
-    """``tokens`` (taken before the readout) with the word the model's readout reads from exactly them added, so
-    that nothing from a dropped token reaches the LLM through it; unchanged for a model without a readout."""
+def read_out(model: Any, tokens: VisualTokens, input_ids: torch.Tensor) -> VisualTokens:
+    """``tokens`` (taken before the readout) with the word the model's readout reads from exactly them (and from
+    the prompt ``input_ids`` (L,) they go into, when it reads prompts) added, so that nothing from a dropped token
+    reaches the LLM through it; unchanged for a model without a readout."""
     if not has_readout(model):
         return tokens
-    return replace(tokens, tokens=model.read_out(tokens.tokens, tokens.positions[:, 0]))
+    query = model.prompt_queries(input_ids[None].to(model.device))[0]  # (E,)
+    return replace(tokens, tokens=model.read_out(tokens.tokens, tokens.positions[:, 0], query))
 
 
 def splice(model: Any, input_ids: torch.Tensor, visual: torch.Tensor, video_token_id: int) -> torch.Tensor:

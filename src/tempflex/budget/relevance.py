@@ -59,9 +59,9 @@ def segment_relevance(
     empty = [i for i, part in enumerate(parts) if not len(part)]
     if empty:
         raise BudgetError(f"segments {empty} keep no visual tokens")
-    parts = [read_out(model, part) for part in parts]  # a word readout reads the segment alone
     prompts = [build_prompt(processor, prefix, suffix, p.tokens_per_frame().tolist(), frame_tags(encoder, p))
                for p in parts]
+    parts = [read_out(model, part, prompt.input_ids) for part, prompt in zip(parts, prompts)]  # each alone
     pad_id = processor.tokenizer.pad_token_id
     pad_id = processor.tokenizer.eos_token_id if pad_id is None else pad_id
     scores = []

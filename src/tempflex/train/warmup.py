@@ -84,23 +84,25 @@ class OptionBatchSource:
     skills: list[str]  # (N,)
     vocab: list[str]  # every option text, in a fixed order
     said: torch.Tensor  # (N,) the LLM token id the right answer starts with (``tempflex.answers.answer_tokens``)
+    prompt: torch.Tensor  # (N, E) the model's query of each record's whole prompt (``prompt_queries``)
 
     def __len__(self) -> int:
         return len(self.skills)
 
     def batch(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(packed patches (n*F*P, C), grids (n, 3), question (n, E), options (n, K), option_mask, answer (n,),
-        said (n,))."""
+        said (n,), prompt (n, E))."""
         grids = torch.tensor([self.grid] * len(index))
         return (self.patches[index].float().flatten(0, 1), grids, self.question[index], self.options[index],
-                self.option_mask[index], self.answer[index], self.said[index])
+                self.option_mask[index], self.answer[index], self.said[index], self.prompt[index])
 
 
 @torch.no_grad()
 def load_option_records(records: list[dict], root: Path, model, processor, frames: int, vocab: list[str] | None = None,
                         progress: bool = True) -> OptionBatchSource:
-    """Decode and patchify every record's video; embed the questions with the model's frozen LLM table; index the
-    options in ``vocab`` (default: the records' own option texts, sorted)."""
+    """Decode and patchify every record's video; embed the questions with the model's frozen LLM table, and each
+    whole prompt as the model reads it at inference (``prompt_queries`` of the chat-rendered, expanded first turn);
+    index the options in ``vocab`` (default: the records' own option texts, sorted)."""
     from rich.progress import track
 
     from tempflex.answers import answer_tokens
@@ -113,7 +115,7 @@ def load_option_records(records: list[dict], root: Path, model, processor, frame
     unknown = {o for r in records for o in r["options"]} - set(index)
     if unknown:
         raise ValueError(f"options not in the warm-up vocabulary: {sorted(unknown)[:5]}")
-    patches, questions, options, masks, answers, said, grid = [], {}, [], [], [], [], None
+    patches, questions, options, masks, answers, said, prompts, grid = [], {}, [], [], [], [], [], None
     spoken: dict[tuple[str, ...], list[int]] = {}
     for r in track(records, description="decoding videos", disable=not progress):
         clip = load_video(root / r["video"], num_frames=frames)
@@ -124,6 +126,9 @@ def load_option_records(records: list[dict], root: Path, model, processor, frame
             raise ValueError(f"{r['video']}: grid {media.video_grids[0]} differs from {grid}; warm-up batches "
                              "videos of one size")
         patches.append(media.video_patches[0].half())
+        text = processor.apply_chat_template([{"role": "user", "content": r["conversations"][0]["value"]}])
+        ids = tok(processor.expand_text([text], media)[0], add_special_tokens=False, return_tensors="pt").input_ids
+        prompts.append(model.prompt_queries(ids)[0])  # (E,)
         if r["question"] not in questions:
             ids = torch.tensor(tok(r["question"], add_special_tokens=False).input_ids)
             questions[r["question"]] = embed(ids).mean(0)
@@ -139,7 +144,7 @@ def load_option_records(records: list[dict], root: Path, model, processor, frame
     return OptionBatchSource(
         torch.stack(patches), grid, torch.stack([questions[r["question"]] for r in records]),
         torch.stack(options), torch.stack(masks), torch.tensor(answers), [r["skill"] for r in records], vocab,
-        torch.tensor(said),
+        torch.tensor(said), torch.stack(prompts),
     )
 
 
@@ -164,10 +169,11 @@ def variance_hinge(tokens: torch.Tensor, target: float) -> torch.Tensor:
     return F_.relu(target - (flat.var(0) + 1e-4).sqrt()).mean()
 
 
-def visual_tokens(model, patches: torch.Tensor, grids: torch.Tensor, n: int,
-                  readout_logits: list | None = None) -> torch.Tensor:
-    """Packed patches of n equal-size videos -> merged tokens (n, V, E) (and each video's word readout logits)."""
-    tokens = model.get_visual_features(patches, grids, video=True, readout_logits=readout_logits)
+def visual_tokens(model, patches: torch.Tensor, grids: torch.Tensor, n: int, readout_logits: list | None = None,
+                  queries: torch.Tensor | None = None) -> torch.Tensor:
+    """Packed patches of n equal-size videos (and their prompts' queries (n, E)) -> merged tokens (n, V, E) (and
+    each video's word readout logits)."""
+    tokens = model.get_visual_features(patches, grids, video=True, readout_logits=readout_logits, queries=queries)
     return tokens.view(n, -1, model.config.text_config.hidden_size)
 
 
@@ -178,8 +184,8 @@ def option_accuracy(model, head: OptionHead, data: OptionBatchSource, batch: int
     hits: dict[str, list[int]] = defaultdict(list)
     for start in range(0, len(data), batch):
         index = torch.arange(start, min(start + batch, len(data)))
-        patches, grids, q, o, m, a, _ = data.batch(index)
-        logits = head(visual_tokens(model, patches, grids, len(index)), q, o, m)
+        patches, grids, q, o, m, a, _, prompt = data.batch(index)
+        logits = head(visual_tokens(model, patches, grids, len(index), queries=prompt), q, o, m)
         for i, ok in zip(index.tolist(), (logits.argmax(-1) == a).tolist()):
             hits[data.skills[i]].append(int(ok))
             hits["all"].append(int(ok))
@@ -298,9 +304,9 @@ class OptionTrainer:
             for step in range(start + 1, steps + 1):
                 t0 = time.perf_counter()
                 index = torch.randint(0, len(self.data), (batch,), generator=gen)
-                patches, grids, q, o, m, a, said = self.data.batch(index)
+                patches, grids, q, o, m, a, said, prompt = self.data.batch(index)
                 readout: list[torch.Tensor] = []
-                tokens = visual_tokens(self.model, patches, grids, batch, readout)  # (B, V, E)
+                tokens = visual_tokens(self.model, patches, grids, batch, readout, prompt)  # (B, V, E)
                 logits = self.head(tokens, q, o, m)
                 choice = F_.cross_entropy(logits, a)
                 spread = variance_hinge(tokens, self.target)
@@ -355,7 +361,7 @@ def _load_grouped(records: list[dict], roots: list[Path], model, processor, fram
         torch.cat([p.patches for p in parts]), parts[0].grid, torch.cat([p.question for p in parts]),
         _pad_cat([p.options for p in parts]), _pad_cat([p.option_mask for p in parts]),
         torch.cat([p.answer for p in parts]), [s for p in parts for s in p.skills], vocab,
-        torch.cat([p.said for p in parts]),
+        torch.cat([p.said for p in parts]), torch.cat([p.prompt for p in parts]),
     )
 
 
