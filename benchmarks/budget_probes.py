@@ -19,6 +19,8 @@ Every question is scored as in ``tempflex probes eval``: one forward pass, the a
 answer token has the highest logit (``answer_tokens``; the right one is ``options[answer_index]``). Visual tokens are counted per question (asserted <= B). The model's processor writes no time
 tags (``video_timestamps`` off), so the budget is all visual tokens; frame separators are not charged, as in the
 paper's counts.
+The model's word readout (tempflex-tiny has one) reads only the tokens each method keeps (docs/budget.md, the
+pipeline's step 5): nothing of a dropped token reaches the LLM.
 
     .venv/bin/python benchmarks/budget_probes.py --data runs/probes-seed1          # 300 questions, 30 a skill
 
