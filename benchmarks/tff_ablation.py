@@ -25,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes/tempflex-tiny/stage0_warmup.yaml"
 FIBRES = ("local", "memory", "periodic")
-VARIANTS: dict[str, tuple[str, ...]] = {
+VARIANTS: dict[str, tuple[str, ...] | None] = {  # None: the model is built without TFF
+    "not-built": None,
     "off": (),
     "local": ("local",),
     "memory": ("memory",),
@@ -44,8 +45,9 @@ def load(name: str, runs: Path, steps: int, temporal_lr: float | None):
 
     "off" builds the same TFF (so every variant draws the same initial weights from the same random stream) and
     freezes it at its initialisation, where its LayerNorm's gain and bias are zero and it returns its input
-    exactly (Z = X, eq. 5): TFF off, with nothing else changed. Building the model without TFF instead changes
-    the encoder's random initialisation, a difference of its own.
+    exactly (Z = X, eq. 5): TFF off, with nothing else changed. "not-built" builds the model without TFF, which
+    also changes the random initialisation of what is built after it: the difference between the two is that of
+    the initialisation alone.
     """
     from tempflex.train.recipe import load_recipe
 
@@ -58,7 +60,8 @@ def load(name: str, runs: Path, steps: int, temporal_lr: float | None):
         return load_recipe(RECIPE, [*common, f"model.assemble.config.tff_fibres=[{','.join(fibres)}]",
                                     f"optim.lr={json.dumps(lr)}"])
     lr.pop("temporal")
-    return load_recipe(RECIPE, [*common, f"optim.lr={json.dumps(lr)}", "optim.freeze=[language_model, temporal]"])
+    off = [*common, f"optim.lr={json.dumps(lr)}", "optim.freeze=[language_model, temporal]"]
+    return load_recipe(RECIPE, off if fibres is not None else [*off, "model.assemble.config.tff_enabled=false"])
 
 
 def table(results: dict[str, dict]) -> str:
