@@ -127,8 +127,8 @@ def load_option_records(records: list[dict], root: Path, model, processor, frame
                              "videos of one size")
         patches.append(media.video_patches[0].half())
         text = processor.apply_chat_template([{"role": "user", "content": r["conversations"][0]["value"]}])
-        ids = tok(processor.expand_text([text], media)[0], add_special_tokens=False, return_tensors="pt").input_ids
-        prompts.append(model.prompt_queries(ids)[0])  # (E,)
+        expanded = tok(processor.expand_text([text], media)[0], add_special_tokens=False, return_tensors="pt")
+        prompts.append(model.prompt_queries(expanded.input_ids)[0])  # (E,)
         if r["question"] not in questions:
             ids = torch.tensor(tok(r["question"], add_special_tokens=False).input_ids)
             questions[r["question"]] = embed(ids).mean(0)
