@@ -182,6 +182,11 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
         word, _ = self.merger.readout.words([padded], self.get_input_embeddings(), [mask.to(padded.device)], queries)
         return tokens + word[0].to(tokens.dtype)  # (V, E)
 
+    @property
+    def reads_prompts(self) -> bool:
+        """Whether the word readout reads the prompt (``merger_readout_query``): only then are queries computed."""
+        return self.merger.readout is not None and self.merger.readout.ask is not None
+
     def prompt_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """(B, L) prompts -> (B, E): each prompt's mean input embedding over its text outside the media, i.e.
         the tokens before the first and after the last visual placeholder (a video's inner frame separators and
@@ -203,7 +208,7 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
     def _item_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, grid_thw: torch.Tensor,
                       token_id: int | None) -> torch.Tensor | None:
         """Each visual item's prompt query (N, E): items fill the rows' placeholders in order."""
-        if self.merger.readout is None or self.merger.readout.ask is None or input_ids is None or grid_thw is None:
+        if not self.reads_prompts or input_ids is None or grid_thw is None:
             return None  # (a missing grid is get_visual_features' error to report)
         rows = self.prompt_queries(input_ids, attention_mask)  # (B, E)
         per_row = (input_ids == token_id).sum(dim=1).tolist()  # placeholders per row

@@ -91,7 +91,7 @@ def read_out(model: Any, tokens: VisualTokens, input_ids: torch.Tensor) -> Visua
     reaches the LLM through it; unchanged for a model without a readout."""
     if not has_readout(model):
         return tokens
-    query = model.prompt_queries(input_ids[None].to(model.device))[0]  # (E,)
+    query = model.prompt_queries(input_ids[None].to(model.device))[0] if model.reads_prompts else None  # (E,)
     return replace(tokens, tokens=model.read_out(tokens.tokens, tokens.positions[:, 0], query))
 
 

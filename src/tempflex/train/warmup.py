@@ -84,7 +84,7 @@ class OptionBatchSource:
     skills: list[str]  # (N,)
     vocab: list[str]  # every option text, in a fixed order
     said: torch.Tensor  # (N,) the LLM token id the right answer starts with (``tempflex.answers.answer_tokens``)
-    prompt: torch.Tensor  # (N, E) the model's query of each record's whole prompt (``prompt_queries``)
+    prompt: torch.Tensor | None  # (N, E) each record's prompt as the readout reads it; None if it reads none
 
     def __len__(self) -> int:
         return len(self.skills)
@@ -94,15 +94,17 @@ class OptionBatchSource:
         said (n,), prompt (n, E))."""
         grids = torch.tensor([self.grid] * len(index))
         return (self.patches[index].float().flatten(0, 1), grids, self.question[index], self.options[index],
-                self.option_mask[index], self.answer[index], self.said[index], self.prompt[index])
+                self.option_mask[index], self.answer[index], self.said[index],
+                None if self.prompt is None else self.prompt[index])
 
 
 @torch.no_grad()
 def load_option_records(records: list[dict], root: Path, model, processor, frames: int, vocab: list[str] | None = None,
                         progress: bool = True) -> OptionBatchSource:
-    """Decode and patchify every record's video; embed the questions with the model's frozen LLM table, and each
-    whole prompt as the model reads it at inference (``prompt_queries`` of the chat-rendered, expanded first turn);
-    index the options in ``vocab`` (default: the records' own option texts, sorted)."""
+    """Decode and patchify every record's video; embed the questions with the model's frozen LLM table (and, for
+    a readout that reads prompts, each whole prompt as the model reads it at inference: ``prompt_queries`` of the
+    chat-rendered, expanded first turn); index the options in ``vocab`` (default: the records' own option texts,
+    sorted)."""
     from rich.progress import track
 
     from tempflex.answers import answer_tokens
@@ -126,9 +128,10 @@ def load_option_records(records: list[dict], root: Path, model, processor, frame
             raise ValueError(f"{r['video']}: grid {media.video_grids[0]} differs from {grid}; warm-up batches "
                              "videos of one size")
         patches.append(media.video_patches[0].half())
-        text = processor.apply_chat_template([{"role": "user", "content": r["conversations"][0]["value"]}])
-        expanded = tok(processor.expand_text([text], media)[0], add_special_tokens=False, return_tensors="pt")
-        prompts.append(model.prompt_queries(expanded.input_ids)[0])  # (E,)
+        if model.reads_prompts:
+            text = processor.apply_chat_template([{"role": "user", "content": r["conversations"][0]["value"]}])
+            expanded = tok(processor.expand_text([text], media)[0], add_special_tokens=False, return_tensors="pt")
+            prompts.append(model.prompt_queries(expanded.input_ids)[0])  # (E,)
         if r["question"] not in questions:
             ids = torch.tensor(tok(r["question"], add_special_tokens=False).input_ids)
             questions[r["question"]] = embed(ids).mean(0)
@@ -144,7 +147,7 @@ def load_option_records(records: list[dict], root: Path, model, processor, frame
     return OptionBatchSource(
         torch.stack(patches), grid, torch.stack([questions[r["question"]] for r in records]),
         torch.stack(options), torch.stack(masks), torch.tensor(answers), [r["skill"] for r in records], vocab,
-        torch.tensor(said), torch.stack(prompts),
+        torch.tensor(said), torch.stack(prompts) if prompts else None,
     )
 
 
@@ -361,7 +364,8 @@ def _load_grouped(records: list[dict], roots: list[Path], model, processor, fram
         torch.cat([p.patches for p in parts]), parts[0].grid, torch.cat([p.question for p in parts]),
         _pad_cat([p.options for p in parts]), _pad_cat([p.option_mask for p in parts]),
         torch.cat([p.answer for p in parts]), [s for p in parts for s in p.skills], vocab,
-        torch.cat([p.said for p in parts]), torch.cat([p.prompt for p in parts]),
+        torch.cat([p.said for p in parts]),
+        None if parts[0].prompt is None else torch.cat([p.prompt for p in parts]),
     )
 
 
