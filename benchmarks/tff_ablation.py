@@ -7,7 +7,7 @@ with a new seed. The head reads every merged token in order, so time is visible 
 fusion along each patch's fibre before the merger. The training videos are decoded once for all variants; finished
 variants are kept in the JSON file, so the script resumes after an interruption.
 
-    .venv/bin/tempflex probes generate --out runs/probes --seed 0 --n 6000          # training data
+    # the training data: recipes/tempflex-tiny/mixture_train.yaml's two commands, then
     .venv/bin/tempflex probes generate --out runs/probes-seed1 --seed 1 --n 1000 --split test=1.0
     .venv/bin/python benchmarks/tff_ablation.py --test runs/probes-seed1 --steps 300
 
@@ -40,7 +40,7 @@ TEMPORAL = ("object_direction", "camera_direction", "speed_change", "event_order
             "periodic", "before_after")
 
 
-def load(name: str, runs: Path, steps: int, temporal_lr: float | None):
+def load(name: str, runs: Path, steps: int, temporal_lr: float | None, mixture: Path):
     """The stage-0 recipe for one variant.
 
     "off" builds the same TFF (so every variant draws the same initial weights from the same random stream) and
@@ -55,7 +55,8 @@ def load(name: str, runs: Path, steps: int, temporal_lr: float | None):
     lr = dict(load_recipe(RECIPE).optim.lr)
     if temporal_lr is not None:
         lr["temporal"] = temporal_lr
-    common = [f"output_dir={runs / name}", f"schedule.max_steps={steps}", "checkpoint.every=null"]
+    common = [f"output_dir={runs / name}", f"schedule.max_steps={steps}", "checkpoint.every=null",
+              f"data.mixture={mixture}"]
     if fibres:
         return load_recipe(RECIPE, [*common, f"model.assemble.config.tff_fibres=[{','.join(fibres)}]",
                                     f"optim.lr={json.dumps(lr)}"])
@@ -117,23 +118,30 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--temporal-lr", type=float, default=None, help="TFF's learning rate (default: the recipe's)")
     parser.add_argument("--name", default="tff_ablation", help="results file stem in benchmarks/results/")
+    parser.add_argument("--mixture", type=Path, default=None,
+                        help="training questions (default: the recipe's; runs/probes/mixture_train.yaml: the probes "
+                             "alone, as before session 6)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out_json = ROOT / f"benchmarks/results/{args.name}.json"
     results = json.loads(out_json.read_text()) if out_json.is_file() else {}
-    settings = {"steps": args.steps, "temporal_lr": args.temporal_lr}
+    from tempflex.train.recipe import load_recipe
+
+    mixture = (args.mixture or Path(load_recipe(RECIPE).data.mixture)).resolve()  # results hold for their data
+    settings = {"steps": args.steps, "temporal_lr": args.temporal_lr,
+                "mixture": str(mixture.relative_to(ROOT) if mixture.is_relative_to(ROOT) else mixture)}
     results = {k: v for k, v in results.items() if all(v.get(s) == x for s, x in settings.items())}
     train = test = None
     for name in args.only:
         if name in results:
             continue
-        recipe = load(name, args.runs, args.steps, args.temporal_lr)
+        recipe = load(name, args.runs, args.steps, args.temporal_lr, mixture)
         start = time.perf_counter()
         trainer = OptionTrainer(recipe, data=train)
         if train is None:  # decoded once, with the first variant's model (the LLM's table is the same for all)
             train = trainer.data
-            records, _ = option_records(args.test / "mixture_test.yaml")
+            records, *_ = option_records(args.test / "mixture_test.yaml")
             test = load_option_records(records, args.test, trainer.model, trainer.processor,
                                        recipe.data.num_frames, train.vocab)
         trainer.run()

@@ -114,6 +114,33 @@ def test_distractors_keep_objects_and_question(skill):
     assert not np.array_equal(busy.frames, plain.frames)
 
 
+def test_landmark_chance_changes_only_the_landmark():
+    """--landmark sets how often a camera pan shows its landmark; one draw whatever the chance, so a pan that had a
+    landmark at the default chance is the same video at chance 1, and at chance 0 no pan has one."""
+    def pans(chance: float) -> list:
+        settings = ProbeSettings(skills=("camera_direction",), landmark=chance)
+        return [sample_probe(SEED, "train", i, settings)[1] for i in range(12)]
+
+    default, always, never = pans(0.5), pans(1.0), pans(0.0)
+    assert all(p.params["landmark"] for p in always) and not any(p.params["landmark"] for p in never)
+    assert 0 < sum(p.params["landmark"] for p in default) < 12
+    for d, a, n in zip(default, always, never):
+        same = a if d.params["landmark"] else n
+        assert np.array_equal(d.frames, same.frames) and (d.question, d.options, d.answer) == (
+            same.question, same.options, same.answer)
+
+
+def test_resume_of_a_set_made_before_a_knob_existed(tmp_path):
+    settings = ProbeSettings(skills=("appearance",), split={"train": 1.0})
+    generate_probes(tmp_path, SEED, 2, settings)
+    meta = json.loads((tmp_path / "probes.json").read_text())
+    del meta["settings"]["landmark"]  # as written before --landmark
+    (tmp_path / "probes.json").write_text(json.dumps(meta))
+    assert generate_probes(tmp_path, SEED, 2, settings).skipped == 2
+    with pytest.raises(ValueError, match="another landmark"):
+        generate_probes(tmp_path, SEED, 2, ProbeSettings(skills=("appearance",), split={"train": 1.0}, landmark=1.0))
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_resume_after_interruption(tmp_path, workers):
     settings = ProbeSettings(skills=("counting", "periodic"), split={"train": 1.0})
@@ -350,6 +377,7 @@ def test_cli_defaults_are_the_settings_defaults(tmp_path):
         (["--n", "3", "--size", "50"], "multiple of 16"),
         (["--n", "3", "--frames", "4"], "frames must be"),
         (["--n", "3", "--speed", "3"], "speed must be"),
+        (["--n", "3", "--landmark", "1.5"], "landmark must be"),
         (["--n", "3", "--seed", "-1"], "seed must be"),
         (["--n", "3", "--workers", "0"], "workers must be"),
     ],

@@ -101,6 +101,43 @@ def test_options_objective_refuses_to_train_the_llm(tmp_path, probes):
         OptionTrainer(recipe, progress=False)
 
 
+def _two_datasets(tmp: Path, probes: Path) -> str:
+    """A mixture of the probes' train split ("main") and its val split ("easy")."""
+    path = tmp / "two.yaml"
+    path.write_text(yaml.safe_dump({"datasets": [
+        {"name": "main", "path": str(probes / "train.jsonl"), "media_root": str(probes)},
+        {"name": "easy", "path": str(probes / "val.jsonl"), "media_root": str(probes)}]}))
+    return str(path)
+
+
+def test_curriculum_draws_its_first_steps_from_its_datasets_only(tmp_path, probes, monkeypatch):
+    recipe = load_recipe(_recipe(tmp_path, probes, _two_datasets(tmp_path, probes),
+                                 warmup={"curriculum": {"datasets": ["easy"], "steps": 3}}))
+    trainer = OptionTrainer(recipe, progress=False)
+    sources = trainer.data.sources
+    assert sources.count("easy") == len((probes / "val.jsonl").read_text().splitlines()) and "main" in sources
+    drawn, batch = [], trainer.data.batch
+
+    def spy(index):
+        drawn.append([sources[i] for i in index.tolist()])
+        return batch(index)
+
+    monkeypatch.setattr(trainer.data, "batch", spy)
+    trainer.run()
+    assert len(drawn) == 6 and all(set(d) == {"easy"} for d in drawn[:3])
+    assert "main" in {s for d in drawn[3:] for s in d}  # then the whole mixture
+
+
+@pytest.mark.parametrize(("curriculum", "message"), [
+    ({"datasets": ["hard"], "steps": 3}, "no dataset 'hard' in the mixture (it has: main, easy)"),
+    ({"datasets": ["easy"], "steps": 6}, "leaves none of the 6 steps"),
+])
+def test_bad_curriculum_is_a_one_line_error_before_decoding(tmp_path, probes, curriculum, message):
+    path = _recipe(tmp_path, probes, _two_datasets(tmp_path, probes), warmup={"curriculum": curriculum})
+    result = CliRunner().invoke(app, ["train", str(path)])
+    assert result.exit_code == 2 and message in result.output and "\n" not in result.output.strip()
+
+
 def test_head_scores_only_each_records_options():
     torch.manual_seed(0)
     head = OptionHead(width=16, tokens=3, vocab=7)

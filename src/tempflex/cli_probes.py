@@ -73,6 +73,7 @@ def generate_cmd(
     size: Annotated[int, typer.Option("--size", help="Square side in px, a multiple of 16 in 32..512.")] = 64,
     distractors: Annotated[int, typer.Option("--distractors", help="Extra small shapes per video (0..6).")] = 0,
     speed: Annotated[float, typer.Option("--speed", help="Scales motion amplitudes, 0.25..1.5 (0.5 = harder).")] = 1.0,
+    landmark: Annotated[float, typer.Option("--landmark", help="Chance a camera pan shows a fixed landmark shape, 0..1 (1 = easier).")] = 0.5,
     skills: Annotated[str | None, typer.Option("--skills", help="Comma-separated skill names (default: all).")] = None,
     split: Annotated[str, typer.Option("--split", help="Fractions per split, summing to 1.")] = DEFAULT_SPLIT,
     workers: Annotated[int, typer.Option("--workers", help="Processes that render and encode.")] = 1,
@@ -85,7 +86,8 @@ def generate_cmd(
     with user_errors():
         chosen = parse_skills(skills)
         settings = ProbeSettings(frames=frames, fps=fps, size=size, distractors=distractors, speed=speed,
-                                 split=parse_split(split), **({} if chosen is None else {"skills": chosen}))
+                                 landmark=landmark, split=parse_split(split),
+                                 **({} if chosen is None else {"skills": chosen}))
         try:
             summary = generate_probes(out, seed, n, settings, workers=workers, progress=bar)
         except KeyboardInterrupt:

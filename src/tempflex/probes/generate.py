@@ -41,6 +41,7 @@ class ProbeSettings:
     size: int = 64  # S: videos are S x S px; a multiple of 16 in 32..512
     distractors: int = 0  # small extra shapes per video (0..6) that never change the answer
     speed: float = 1.0  # scales every motion amplitude, 0.25..1.5 (0.5 = half the distance, harder)
+    landmark: float = 0.5  # chance that a camera pan shows a fixed saturated shape, 0..1 (1.0 = always, easier)
     skills: tuple[str, ...] = tuple(SKILLS)  # kept in registry order; sample i gets skills[i % len(skills)]
     split: Mapping[str, float] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
 
@@ -53,6 +54,8 @@ class ProbeSettings:
         _check_int("distractors", self.distractors, 0, 6)
         if not 0.25 <= self.speed <= 1.5:
             raise ValueError(f"speed must be in [0.25, 1.5], got {self.speed}")
+        if not 0 <= self.landmark <= 1:
+            raise ValueError(f"landmark must be a chance in [0, 1], got {self.landmark}")
         unknown = [s for s in self.skills if s not in SKILLS]
         if unknown or not self.skills:
             raise ValueError(f"unknown skill {', '.join(map(repr, unknown))}; known: {', '.join(SKILLS)}"
@@ -65,7 +68,7 @@ class ProbeSettings:
         object.__setattr__(self, "split", {k: float(self.split[k]) for k in SPLITS if k in self.split})
 
     def clip(self) -> ClipSpec:
-        return ClipSpec(self.frames, self.size, self.distractors, self.speed)
+        return ClipSpec(self.frames, self.size, self.distractors, self.speed, self.landmark)
 
     def counts(self, n: int) -> dict[str, int]:
         """Samples per split for ``n`` in all: the fractions rounded by largest remainder, so they sum to n."""
@@ -197,7 +200,8 @@ def _prepare(out: Path, header: dict) -> None:
         except json.JSONDecodeError:
             raise ValueError(f"{meta} is not valid JSON; remove it or use another folder") from None
         diffs = [k for k in header if k != "settings" and old.get(k) != header[k]]
-        diffs += [k for k, v in header["settings"].items() if old.get("settings", {}).get(k) != v]
+        earlier = {**ProbeSettings().to_dict(), **old.get("settings", {})}  # a knob added later: its default
+        diffs += [k for k, v in header["settings"].items() if earlier.get(k) != v]
         if diffs:
             raise ValueError(f"{out} holds probes made with another {', '.join(diffs)}; rerun with the same "
                              "options to resume, or use another folder")

@@ -43,6 +43,7 @@ class ClipSpec:
     size: int  # S: the clip is S x S px
     distractors: int = 0  # extra small shapes that do not change the answer
     speed: float = 1.0  # scales motion amplitudes (0.5: half the distance, harder)
+    landmark: float = 0.5  # chance that a camera pan shows a saturated shape fixed in the world (1.0: easier)
 
 
 @dataclass
@@ -182,12 +183,14 @@ def object_direction(rng: np.random.Generator, spec: ClipSpec) -> Probe:
 
 
 def camera_direction(rng: np.random.Generator, spec: ClipSpec) -> Probe:
-    """The camera pans over a textured world by 0.5 * S * speed px; the content moves the opposite way."""
+    """The camera pans over a textured world by 0.5 * S * speed px; the content moves the opposite way. With
+    chance ``spec.landmark`` a saturated shape is fixed in the world: it moves across the frame like an object, a
+    first-order cue; without it only the texture's shift tells the direction."""
     direction = DIRECTIONS[int(rng.integers(4))]
     pan = 0.5 * spec.size * spec.speed
     side = spec.size + int(np.ceil(pan)) + 1
     world = textured_background(rng, side, side)
-    landmark = bool(rng.random() < 0.5)  # a saturated shape fixed in the world, when True
+    landmark = bool(rng.random() < spec.landmark)  # one draw whatever the chance: the rest stays the same
     if landmark:
         (colour,), (shape,), size = _pick(rng, list(COLOURS)), _pick(rng, SHAPES), _object_size(rng, spec)
         draw_shape(world, shape, colour, rng.uniform(0, side), rng.uniform(0, side), size)

@@ -163,13 +163,22 @@ class CotrainSpec(Strict):
         return value
 
 
+class CurriculumSpec(Strict):
+    """Easy examples first: the options objective's first ``steps`` steps draw only from these datasets of the
+    mixture (tempflex-tiny learns camera motion only from pans with a landmark, docs/tempflex_tiny.md finding 18)."""
+
+    datasets: list[str] = Field(min_length=1)  # names of the mixture's datasets
+    steps: int = Field(gt=0)
+
+
 class WarmupSpec(Strict):
-    """Weights of the options objective's loss terms (stage 0, ``tempflex.train.warmup``)."""
+    """Weights of the options objective's loss terms (stage 0, ``tempflex.train.warmup``), and its curriculum."""
 
     choice: float = Field(1.0, ge=0)  # the head's cross-entropy over the record's options
     variance: float = Field(1.0, ge=0)  # VICReg's variance hinge at the LLM's embedding spread
     said: float = Field(1.0, ge=0)  # every merged token drawn to the embedding of the answer's first token
     readout: float = Field(1.0, ge=0)  # the word readout's cross-entropy on that token (merger_word_readout)
+    curriculum: CurriculumSpec | None = None  # null: every step draws from the whole mixture
 
 
 class Recipe(Strict):

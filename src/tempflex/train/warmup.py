@@ -85,6 +85,7 @@ class OptionBatchSource:
     vocab: list[str]  # every option text, in a fixed order
     said: torch.Tensor  # (N,) the LLM token id the right answer starts with (``tempflex.answers.answer_tokens``)
     prompt: torch.Tensor | None  # (N, E) each record's prompt as the readout reads it; None if it reads none
+    sources: list[str] | None = None  # (N,) the mixture dataset each record comes from, when loaded from one
 
     def __len__(self) -> int:
         return len(self.skills)
@@ -196,11 +197,12 @@ def option_accuracy(model, head: OptionHead, data: OptionBatchSource, batch: int
     return {k: sum(v) / len(v) for k, v in sorted(hits.items())}
 
 
-def option_records(mixture_path: Path) -> tuple[list[dict], list[Path]]:
-    """Every record of a mixture's datasets with the fields the option loss needs, and each one's media root."""
+def option_records(mixture_path: Path) -> tuple[list[dict], list[Path], list[str]]:
+    """Every record of a mixture's datasets with the fields the option loss needs, each one's media root and
+    dataset name."""
     from tempflex.train.records import load_mixture, read_raw
 
-    records, roots = [], []
+    records, roots, names = [], [], []
     for spec in load_mixture(mixture_path).datasets:
         for position, raw in read_raw(spec.path):
             missing = [k for k in ("video", "question", "options", "answer_index", "skill") if not
@@ -210,7 +212,8 @@ def option_records(mixture_path: Path) -> tuple[list[dict], list[Path]]:
                                  "multiple-choice records (tempflex probes generate)")
             records.append(raw)
             roots.append(spec.media_root or spec.path.parent)
-    return records, roots
+            names.append(spec.name)
+    return records, roots, names
 
 
 class OptionTrainer:
@@ -235,9 +238,12 @@ class OptionTrainer:
         self.model, self.processor = build_model(recipe.model, recipe.seed)
         apply_freeze(self.model, recipe.optim)
         if data is None:  # ``data``: the same mixture already decoded (the ablation trains 8 models on it)
-            records, roots = option_records(recipe.data.mixture)
-            data = _load_grouped(records, roots, self.model, self.processor, recipe.data.num_frames, progress)
+            records, roots, names = option_records(recipe.data.mixture)
+            _check_curriculum(recipe, names)  # before minutes of decoding
+            data = _load_grouped(records, roots, names, self.model, self.processor, recipe.data.num_frames,
+                                 progress)
         self.data = data
+        self.first = self._curriculum(recipe.warmup.curriculum)
         tokens = self.data.patches.shape[1] // self.model.config.merge_size ** 2
         self.head = OptionHead(self.model.config.text_config.hidden_size, tokens, len(self.data.vocab))
         groups = param_groups(self.model, recipe.optim)
@@ -255,6 +261,13 @@ class OptionTrainer:
                                                      steps)
         self.out = Path(recipe.output_dir)
         self.target = embedding_spread(self.model)
+
+    def _curriculum(self, spec) -> torch.Tensor | None:
+        """The records the first ``spec.steps`` steps draw from (indices into ``self.data``), or None."""
+        if spec is None:
+            return None
+        _check_curriculum(self.recipe, self.data.sources or [])
+        return torch.tensor([i for i, n in enumerate(self.data.sources) if n in spec.datasets])
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
     def _latest(self) -> Path | None:
@@ -306,7 +319,10 @@ class OptionTrainer:
             task = bar.add_task("warm-up (options)", total=steps, completed=start)
             for step in range(start + 1, steps + 1):
                 t0 = time.perf_counter()
-                index = torch.randint(0, len(self.data), (batch,), generator=gen)
+                if self.first is not None and step <= self.recipe.warmup.curriculum.steps:
+                    index = self.first[torch.randint(0, len(self.first), (batch,), generator=gen)]
+                else:
+                    index = torch.randint(0, len(self.data), (batch,), generator=gen)
                 patches, grids, q, o, m, a, said, prompt = self.data.batch(index)
                 readout: list[torch.Tensor] = []
                 tokens = visual_tokens(self.model, patches, grids, batch, readout, prompt)  # (B, V, E)
@@ -345,17 +361,35 @@ class OptionTrainer:
         return final
 
 
-def _load_grouped(records: list[dict], roots: list[Path], model, processor, frames: int,
+def _check_curriculum(recipe, names: list[str]) -> None:
+    """A curriculum names datasets of the mixture and leaves steps for the whole of it."""
+    spec = recipe.warmup.curriculum
+    if spec is None:
+        return
+    have = list(dict.fromkeys(names))
+    unknown = [n for n in spec.datasets if n not in have]
+    if unknown:
+        raise ValueError(f"warmup.curriculum.datasets: no dataset {unknown[0]!r} in the mixture (it has: "
+                         f"{', '.join(have) or 'none'})")
+    if spec.steps >= recipe.schedule.max_steps:
+        raise ValueError(f"warmup.curriculum.steps: {spec.steps} leaves none of the {recipe.schedule.max_steps} "
+                         "steps for the whole mixture")
+
+
+def _load_grouped(records: list[dict], roots: list[Path], names: list[str], model, processor, frames: int,
                   progress: bool) -> OptionBatchSource:
-    """``load_option_records`` over records from several media roots, joined."""
-    parts = []
-    by_root: dict[Path, list[dict]] = defaultdict(list)
-    for record, root in zip(records, roots):
-        by_root[Path(root)].append(record)
+    """``load_option_records`` over the records of several datasets (each with its media root), joined; each
+    record keeps its dataset's name."""
+    parts, sources = [], []
+    groups: dict[tuple[Path, str], list[dict]] = defaultdict(list)
+    for record, root, name in zip(records, roots, names):
+        groups[Path(root), name].append(record)
     vocab = sorted({o for r in records for o in r["options"]})
-    for root, members in by_root.items():
+    for (root, name), members in groups.items():
         parts.append(load_option_records(members, root, model, processor, frames, vocab, progress))
+        sources += [name] * len(members)
     if len(parts) == 1:
+        parts[0].sources = sources
         return parts[0]
     if any(p.grid != parts[0].grid for p in parts):
         raise ValueError(f"the datasets' videos give different grids ({[p.grid for p in parts]}); warm-up batches "
@@ -365,7 +399,7 @@ def _load_grouped(records: list[dict], roots: list[Path], model, processor, fram
         _pad_cat([p.options for p in parts]), _pad_cat([p.option_mask for p in parts]),
         torch.cat([p.answer for p in parts]), [s for p in parts for s in p.skills], vocab,
         torch.cat([p.said for p in parts]),
-        None if parts[0].prompt is None else torch.cat([p.prompt for p in parts]),
+        None if parts[0].prompt is None else torch.cat([p.prompt for p in parts]), sources,
     )
 
 
