@@ -110,9 +110,9 @@ def _two_datasets(tmp: Path, probes: Path) -> str:
     return str(path)
 
 
-def test_curriculum_draws_its_first_steps_from_its_datasets_only(tmp_path, probes, monkeypatch):
-    recipe = load_recipe(_recipe(tmp_path, probes, _two_datasets(tmp_path, probes),
-                                 warmup={"curriculum": {"datasets": ["easy"], "steps": 3}}))
+def test_curriculum_phases_draw_from_their_datasets_only(tmp_path, probes, monkeypatch):
+    phases = [{"datasets": ["easy"], "steps": 2}, {"datasets": ["main"], "steps": 1}]
+    recipe = load_recipe(_recipe(tmp_path, probes, _two_datasets(tmp_path, probes), warmup={"curriculum": phases}))
     trainer = OptionTrainer(recipe, progress=False)
     sources = trainer.data.sources
     assert sources.count("easy") == len((probes / "val.jsonl").read_text().splitlines()) and "main" in sources
@@ -124,13 +124,14 @@ def test_curriculum_draws_its_first_steps_from_its_datasets_only(tmp_path, probe
 
     monkeypatch.setattr(trainer.data, "batch", spy)
     trainer.run()
-    assert len(drawn) == 6 and all(set(d) == {"easy"} for d in drawn[:3])
-    assert "main" in {s for d in drawn[3:] for s in d}  # then the whole mixture
+    assert len(drawn) == 6 and [set(d) for d in drawn[:3]] == [{"easy"}, {"easy"}, {"main"}]
+    assert {s for d in drawn[3:] for s in d} == {"easy", "main"}  # then the whole mixture
 
 
 @pytest.mark.parametrize(("curriculum", "message"), [
-    ({"datasets": ["hard"], "steps": 3}, "no dataset 'hard' in the mixture (it has: main, easy)"),
-    ({"datasets": ["easy"], "steps": 6}, "leaves none of the 6 steps"),
+    ([{"datasets": ["easy"], "steps": 1}, {"datasets": ["hard"], "steps": 1}],
+     "warmup.curriculum[1].datasets: no dataset 'hard' in the mixture (it has: main, easy)"),
+    ([{"datasets": ["easy"], "steps": 3}, {"datasets": ["main"], "steps": 3}], "its 6 steps leave none of the 6"),
 ])
 def test_bad_curriculum_is_a_one_line_error_before_decoding(tmp_path, probes, curriculum, message):
     path = _recipe(tmp_path, probes, _two_datasets(tmp_path, probes), warmup={"curriculum": curriculum})

@@ -163,9 +163,8 @@ class CotrainSpec(Strict):
         return value
 
 
-class CurriculumSpec(Strict):
-    """Easy examples first: the options objective's first ``steps`` steps draw only from these datasets of the
-    mixture (tempflex-tiny learns camera motion only from pans with a landmark, docs/tempflex_tiny.md finding 18)."""
+class PhaseSpec(Strict):
+    """One phase of a curriculum: ``steps`` steps that draw only from these datasets of the mixture."""
 
     datasets: list[str] = Field(min_length=1)  # names of the mixture's datasets
     steps: int = Field(gt=0)
@@ -178,7 +177,10 @@ class WarmupSpec(Strict):
     variance: float = Field(1.0, ge=0)  # VICReg's variance hinge at the LLM's embedding spread
     said: float = Field(1.0, ge=0)  # every merged token drawn to the embedding of the answer's first token
     readout: float = Field(1.0, ge=0)  # the word readout's cross-entropy on that token (merger_word_readout)
-    curriculum: CurriculumSpec | None = None  # null: every step draws from the whole mixture
+    # skills one at a time before the whole mixture: the phases run in order from step 1, then every step draws from
+    # the whole mixture. tempflex-tiny learns camera motion only from pans with a landmark and event order only alone,
+    # and neither in a mixture (docs/tempflex_tiny.md, findings 18-19)
+    curriculum: list[PhaseSpec] = []
 
 
 class Recipe(Strict):

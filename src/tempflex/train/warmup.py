@@ -243,7 +243,7 @@ class OptionTrainer:
             data = _load_grouped(records, roots, names, self.model, self.processor, recipe.data.num_frames,
                                  progress)
         self.data = data
-        self.first = self._curriculum(recipe.warmup.curriculum)
+        self.phases = self._curriculum(recipe.warmup.curriculum)
         tokens = self.data.patches.shape[1] // self.model.config.merge_size ** 2
         self.head = OptionHead(self.model.config.text_config.hidden_size, tokens, len(self.data.vocab))
         groups = param_groups(self.model, recipe.optim)
@@ -262,12 +262,14 @@ class OptionTrainer:
         self.out = Path(recipe.output_dir)
         self.target = embedding_spread(self.model)
 
-    def _curriculum(self, spec) -> torch.Tensor | None:
-        """The records the first ``spec.steps`` steps draw from (indices into ``self.data``), or None."""
-        if spec is None:
-            return None
+    def _curriculum(self, phases) -> list[tuple[int, torch.Tensor]]:
+        """(last step, the records it draws from as indices into ``self.data``) for each phase, in order."""
         _check_curriculum(self.recipe, self.data.sources or [])
-        return torch.tensor([i for i, n in enumerate(self.data.sources) if n in spec.datasets])
+        sources, plan, end = self.data.sources or [], [], 0
+        for phase in phases:
+            end += phase.steps
+            plan.append((end, torch.tensor([i for i, n in enumerate(sources) if n in phase.datasets])))
+        return plan
 
     # -- checkpoints ----------------------------------------------------------------------------------------------
     def _latest(self) -> Path | None:
@@ -319,10 +321,11 @@ class OptionTrainer:
             task = bar.add_task("warm-up (options)", total=steps, completed=start)
             for step in range(start + 1, steps + 1):
                 t0 = time.perf_counter()
-                if self.first is not None and step <= self.recipe.warmup.curriculum.steps:
-                    index = self.first[torch.randint(0, len(self.first), (batch,), generator=gen)]
-                else:
+                pool = next((p for end, p in self.phases if step <= end), None)  # None: the whole mixture
+                if pool is None:
                     index = torch.randint(0, len(self.data), (batch,), generator=gen)
+                else:
+                    index = pool[torch.randint(0, len(pool), (batch,), generator=gen)]
                 patches, grids, q, o, m, a, said, prompt = self.data.batch(index)
                 readout: list[torch.Tensor] = []
                 tokens = visual_tokens(self.model, patches, grids, batch, readout, prompt)  # (B, V, E)
@@ -363,17 +366,17 @@ class OptionTrainer:
 
 def _check_curriculum(recipe, names: list[str]) -> None:
     """A curriculum names datasets of the mixture and leaves steps for the whole of it."""
-    spec = recipe.warmup.curriculum
-    if spec is None:
-        return
+    phases = recipe.warmup.curriculum
     have = list(dict.fromkeys(names))
-    unknown = [n for n in spec.datasets if n not in have]
-    if unknown:
-        raise ValueError(f"warmup.curriculum.datasets: no dataset {unknown[0]!r} in the mixture (it has: "
-                         f"{', '.join(have) or 'none'})")
-    if spec.steps >= recipe.schedule.max_steps:
-        raise ValueError(f"warmup.curriculum.steps: {spec.steps} leaves none of the {recipe.schedule.max_steps} "
-                         "steps for the whole mixture")
+    for k, phase in enumerate(phases):
+        unknown = [n for n in phase.datasets if n not in have]
+        if unknown:
+            raise ValueError(f"warmup.curriculum[{k}].datasets: no dataset {unknown[0]!r} in the mixture (it has: "
+                             f"{', '.join(have) or 'none'})")
+    steps = sum(p.steps for p in phases)
+    if phases and steps >= recipe.schedule.max_steps:
+        raise ValueError(f"warmup.curriculum: its {steps} steps leave none of the {recipe.schedule.max_steps} for the "
+                         "whole mixture")
 
 
 def _load_grouped(records: list[dict], roots: list[Path], names: list[str], model, processor, frames: int,
