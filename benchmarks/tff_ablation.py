@@ -7,9 +7,9 @@ with a new seed. The head reads every merged token in order, so time is visible 
 fusion along each patch's fibre before the merger. The training videos are decoded once for all variants; finished
 variants are kept in the JSON file, so the script resumes after an interruption.
 
-    # the training data: recipes/tempflex-tiny/mixture_train.yaml's two commands, then
+    # the training data: the three commands of recipes/tempflex-tiny/mixture_train.yaml, then
     .venv/bin/tempflex probes generate --out runs/probes-seed1 --seed 1 --n 1000 --split test=1.0
-    .venv/bin/python benchmarks/tff_ablation.py --test runs/probes-seed1 --steps 300
+    .venv/bin/python benchmarks/tff_ablation.py --test runs/probes-seed1   # the recipe's 900 steps
 
 Writes benchmarks/results/tff_ablation.md (table), benchmarks/results/tff_ablation.json and
 docs/img/tff_ablation.png (accuracy per skill and variant).
@@ -40,7 +40,7 @@ TEMPORAL = ("object_direction", "camera_direction", "speed_change", "event_order
             "periodic", "before_after")
 
 
-def load(name: str, runs: Path, steps: int, temporal_lr: float | None, mixture: Path):
+def load(name: str, runs: Path, steps: int, temporal_lr: float | None, mixture: Path | None):
     """The stage-0 recipe for one variant.
 
     "off" builds the same TFF (so every variant draws the same initial weights from the same random stream) and
@@ -55,8 +55,9 @@ def load(name: str, runs: Path, steps: int, temporal_lr: float | None, mixture: 
     lr = dict(load_recipe(RECIPE).optim.lr)
     if temporal_lr is not None:
         lr["temporal"] = temporal_lr
-    common = [f"output_dir={runs / name}", f"schedule.max_steps={steps}", "checkpoint.every=null",
-              f"data.mixture={mixture}"]
+    common = [f"output_dir={runs / name}", f"schedule.max_steps={steps}", "checkpoint.every=null"]
+    if mixture is not None:  # other data: the recipe's curriculum names datasets of its own mixture
+        common += [f"data.mixture={mixture}", "warmup.curriculum=[]"]
     if fibres:
         return load_recipe(RECIPE, [*common, f"model.assemble.config.tff_fibres=[{','.join(fibres)}]",
                                     f"optim.lr={json.dumps(lr)}"])
@@ -113,14 +114,14 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--test", type=Path, default=ROOT / "runs/probes-seed1", help="probe set with a test split")
-    parser.add_argument("--steps", type=int, default=300, help="stage-0 steps per variant")
+    parser.add_argument("--steps", type=int, default=900, help="stage-0 steps per variant (the recipe's: 900)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs/ablation")
     parser.add_argument("--only", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--temporal-lr", type=float, default=None, help="TFF's learning rate (default: the recipe's)")
     parser.add_argument("--name", default="tff_ablation", help="results file stem in benchmarks/results/")
     parser.add_argument("--mixture", type=Path, default=None,
-                        help="training questions (default: the recipe's; runs/probes/mixture_train.yaml: the probes "
-                             "alone, as before session 6)")
+                        help="training questions, without the recipe's curriculum (default: the recipe's, with it; "
+                             "runs/probes/mixture_train.yaml: the probes alone, as before session 6)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -136,7 +137,7 @@ def main() -> None:
     for name in args.only:
         if name in results:
             continue
-        recipe = load(name, args.runs, args.steps, args.temporal_lr, mixture)
+        recipe = load(name, args.runs, args.steps, args.temporal_lr, args.mixture)
         start = time.perf_counter()
         trainer = OptionTrainer(recipe, data=train)
         if train is None:  # decoded once, with the first variant's model (the LLM's table is the same for all)
