@@ -7,9 +7,9 @@ with a new seed. The head reads every merged token in order, so time is visible 
 fusion along each patch's fibre before the merger. The training videos are decoded once for all variants; finished
 variants are kept in the JSON file, so the script resumes after an interruption.
 
-    # the training data: the three commands of recipes/tempflex-tiny/mixture_train.yaml, then
+    .venv/bin/tempflex probes generate --out runs/probes --seed 0 --n 6000          # training data
     .venv/bin/tempflex probes generate --out runs/probes-seed1 --seed 1 --n 1000 --split test=1.0
-    .venv/bin/python benchmarks/tff_ablation.py --test runs/probes-seed1   # the recipe's 900 steps
+    .venv/bin/python benchmarks/tff_ablation.py --test runs/probes-seed1 --steps 300
 
 Writes benchmarks/results/tff_ablation.md (table), benchmarks/results/tff_ablation.json and
 docs/img/tff_ablation.png (accuracy per skill and variant).
@@ -114,14 +114,14 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--test", type=Path, default=ROOT / "runs/probes-seed1", help="probe set with a test split")
-    parser.add_argument("--steps", type=int, default=900, help="stage-0 steps per variant (the recipe's: 900)")
+    parser.add_argument("--steps", type=int, default=600, help="stage-0 steps per variant (the recipe's: 600)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs/ablation")
     parser.add_argument("--only", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--temporal-lr", type=float, default=None, help="TFF's learning rate (default: the recipe's)")
     parser.add_argument("--name", default="tff_ablation", help="results file stem in benchmarks/results/")
     parser.add_argument("--mixture", type=Path, default=None,
-                        help="training questions, without the recipe's curriculum (default: the recipe's, with it; "
-                             "runs/probes/mixture_train.yaml: the probes alone, as before session 6)")
+                        help="training questions, without the recipe's curriculum if it has one (default: the "
+                             "recipe's data)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
