@@ -222,7 +222,8 @@ class OptionTrainer:
 
     Single process. What the recipe sets: ``optim.lr`` per module (vision_tower, temporal, merger; the head
     takes the largest), ``optim.weight_decay/betas/grad_clip``, ``schedule.max_steps/warmup_ratio``,
-    ``batch.global_batch`` (videos a step), ``data.mixture/num_frames``, ``seed``, ``output_dir``.
+    ``batch.global_batch`` (videos a step), ``data.mixture/num_frames``, ``warmup`` (the loss weights and a
+    curriculum: phases that draw from named datasets of the mixture before the whole of it), ``seed``, ``output_dir``.
     """
 
     def __init__(self, recipe, progress: bool = True, data: OptionBatchSource | None = None) -> None:
@@ -243,7 +244,7 @@ class OptionTrainer:
             data = _load_grouped(records, roots, names, self.model, self.processor, recipe.data.num_frames,
                                  progress)
         self.data = data
-        self.phases = self._curriculum(recipe.warmup.curriculum)
+        self.phases = self._curriculum()
         tokens = self.data.patches.shape[1] // self.model.config.merge_size ** 2
         self.head = OptionHead(self.model.config.text_config.hidden_size, tokens, len(self.data.vocab))
         groups = param_groups(self.model, recipe.optim)
@@ -262,11 +263,12 @@ class OptionTrainer:
         self.out = Path(recipe.output_dir)
         self.target = embedding_spread(self.model)
 
-    def _curriculum(self, phases) -> list[tuple[int, torch.Tensor]]:
-        """(last step, the records it draws from as indices into ``self.data``) for each phase, in order."""
-        _check_curriculum(self.recipe, self.data.sources or [])
+    def _curriculum(self) -> list[tuple[int, torch.Tensor]]:
+        """(last step, the records it draws from as indices into ``self.data``) for each phase of the recipe's
+        curriculum, in order (checked against ``self.data``, which the caller may have decoded)."""
         sources, plan, end = self.data.sources or [], [], 0
-        for phase in phases:
+        _check_curriculum(self.recipe, sources)
+        for phase in self.recipe.warmup.curriculum:
             end += phase.steps
             plan.append((end, torch.tensor([i for i, n in enumerate(sources) if n in phase.datasets])))
         return plan
