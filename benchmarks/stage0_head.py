@@ -1,8 +1,12 @@
 """The stage-0 head's accuracy per skill on a test split, from a stage-0 run's last periodic checkpoint (the head is
 saved only there; ``final/`` holds the model alone). Camera direction is also split by whether the pan shows its
-landmark (docs/tempflex_tiny.md, findings 18-19).
+landmark (docs/tempflex_tiny.md, findings 18-19). With ``--readout`` (a run whose model has a word readout, such as
+stage 1) also the readout's choice: the option whose first answer token it gives the highest logit, the word the
+frozen LLM is handed; a minute without the LLM's layers against several for ``tempflex probes eval``.
 
     .venv/bin/python benchmarks/stage0_head.py recipes/tempflex-tiny/stage0_curriculum.yaml --test runs/probes-seed1
+    .venv/bin/python benchmarks/stage0_head.py recipes/tempflex-tiny/stage1_align.yaml --readout \
+        model.from_pretrained=runs/tempflex-tiny/stage0-curriculum/final output_dir=runs/tempflex-tiny/s7-query
 """
 
 from __future__ import annotations
@@ -23,6 +27,32 @@ def subset(data, index: list[int]):
                    said=data.said[t], prompt=None if data.prompt is None else data.prompt[t], sources=None)
 
 
+@torch.no_grad()
+def readout_accuracy(model, processor, data, records: list[dict], batch: int = 64) -> dict[str, float]:
+    """Per skill: how often the readout's logits rank the right option's first answer token above the others'."""
+    from collections import defaultdict
+
+    from tempflex.answers import answer_tokens
+    from tempflex.train.warmup import visual_tokens
+
+    model.eval()
+    hits: dict[str, list[int]] = defaultdict(list)
+    spoken: dict[tuple[str, ...], torch.Tensor] = {}
+    for start in range(0, len(data), batch):
+        index = torch.arange(start, min(start + batch, len(data)))
+        patches, grids, *_, prompt = data.batch(index)
+        logits: list[torch.Tensor] = []
+        visual_tokens(model, patches, grids, len(index), logits, prompt)
+        for i, row in zip(index.tolist(), logits):
+            options = tuple(records[i]["options"])
+            if options not in spoken:
+                spoken[options] = torch.tensor(answer_tokens(processor, options).ids)
+            ids = spoken[options]
+            ok = int(int(row[ids].argmax()) == records[i]["answer_index"])
+            hits[data.skills[i]].append(ok), hits["all"].append(ok)
+    return {k: sum(v) / len(v) for k, v in sorted(hits.items())}
+
+
 def main() -> None:
     from tempflex.train.build import build_model
     from tempflex.train.recipe import load_recipe
@@ -31,8 +61,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("recipe", type=Path, help="the stage-0 recipe the run was trained with")
     parser.add_argument("--test", type=Path, default=Path("runs/probes-seed1"), help="probe set with a test split")
-    args = parser.parse_args()
-    recipe = load_recipe(args.recipe)
+    parser.add_argument("--readout", action="store_true", help="also score the word readout's choice")
+    parser.add_argument("overrides", nargs="*", help="recipe overrides, key=value, as for tempflex train")
+    args = parser.parse_intermixed_args()
+    recipe = load_recipe(args.recipe, args.overrides)
     found = sorted(Path(recipe.output_dir).glob("checkpoint-*/state.pt"), key=lambda p: int(p.parent.name[11:]))
     if not found:
         raise SystemExit(f"error: no checkpoint with a head in {recipe.output_dir}")
@@ -51,6 +83,16 @@ def main() -> None:
         index = [i for i, r in enumerate(tests) if r["skill"] == "camera_direction" and r["params"]["landmark"] == flag]
         if index:
             result[f"camera_direction landmark={flag}"] = round(option_accuracy(model, head, subset(test, index))["all"], 3)
+    if args.readout:  # the run's final model when it has one (the head is only in the checkpoints)
+        final = Path(recipe.output_dir) / "final"
+        if final.is_dir():
+            from tempflex.modeling import TempFlexForConditionalGeneration
+
+            model = TempFlexForConditionalGeneration.from_pretrained(final)
+        if model.merger.readout is None:
+            raise SystemExit(f"error: the model of {recipe.output_dir} has no word readout")
+        scored = readout_accuracy(model, processor, test, tests)
+        result[f"readout ({final if final.is_dir() else found[-1].parent})"] = {k: round(v, 3) for k, v in scored.items()}
     print(found[-1].parent, json.dumps(result, indent=1))
 
 

@@ -448,13 +448,13 @@ def test_pipeline_with_the_whole_budget_equals_the_processor_path(tiny, clip):
     assert torch.allclose(ours, theirs, atol=1e-5)
 
 
-@pytest.mark.parametrize("query", [False, True])
-def test_pipeline_word_readout_reads_only_the_kept_tokens(clip, query):
+@pytest.mark.parametrize(("query", "slots"), [(False, 0), (True, 0), (False, 4)])
+def test_pipeline_word_readout_reads_only_the_kept_tokens(clip, query, slots):
     """With a word readout (tempflex-tiny has one) the LLM gets the kept tokens plus the word read from them
-    alone (and from the prompt, when it reads prompts), so a small budget cannot smuggle the whole video in; the
-    whole budget is the processor's path."""
+    alone (and from the prompt, when it reads prompts; in their places on the frame, when it keeps places apart),
+    so a small budget cannot smuggle the whole video in; the whole budget is the processor's path."""
     model, processor = tiny_model("gemma3", video_timestamps=True, merger_word_readout=True,
-                                  merger_readout_query=query)
+                                  merger_readout_query=query, merger_readout_slots=slots)
     model.eval()
     if query:
         with torch.no_grad():
@@ -465,7 +465,12 @@ def test_pipeline_word_readout_reads_only_the_kept_tokens(clip, query):
     kept = raw.tokens[raw.frame_index()[t, r, c]]  # (V, E)
     mask = inputs["input_ids"] == processor.video_token_id
     prompt = model.prompt_queries(inputs["input_ids"])[0] if query else None
-    torch.testing.assert_close(inputs["inputs_embeds"][mask], model.read_out(kept, t, prompt))
+    places = r * raw.grid[1] + c
+    torch.testing.assert_close(inputs["inputs_embeds"][mask], model.read_out(kept, t, prompt, places))
+    if slots:  # the places matter: the same tokens in the first places of their frames say another word
+        with torch.no_grad():
+            model.merger.readout.standardise.running_var.fill_(1e-4)
+        assert not torch.allclose(model.read_out(kept, t, prompt, places), model.read_out(kept, t, prompt))
     whole, _ = BudgetPipeline.from_spec("uniform:10000").prepare(model, processor, clip, "What happens?")
     reference = processor(processor.apply_chat_template([{"role": "user", "content": "<video>\nWhat happens?"}]),
                           videos=[clip])

@@ -104,3 +104,43 @@ def test_word_readout_pools_only_the_unmasked_tokens():
 def test_merger_owns_the_readout_only_when_asked():
     assert PatchMerger(8, 16).readout is None
     assert sum(p.numel() for p in PatchMerger(8, 16, word_readout=True).readout.parameters()) > 0
+
+
+def test_slot_readout_keeps_where_each_token_is():
+    """slots: swapping two tokens of every frame changes the word (a thing on the left is not on the right),
+    while the pooling readout at insertion (mean pooling) cannot tell; masked places count as empty whatever they
+    hold; a frame of more tokens than slots is averaged down in order, one of fewer is padded."""
+    from tempflex.readout import WordReadout
+
+    torch.manual_seed(2)
+    embed = torch.nn.Embedding(50, 16)
+    tokens = torch.randn(4, 4, 16)  # (F, T, E)
+    swapped = tokens[:, [1, 0, 2, 3]]
+    pooled, slotted = WordReadout(16).eval(), WordReadout(16, slots=4, slot_width=8).eval()
+    with torch.no_grad():
+        slotted.standardise.running_var.fill_(0.01)  # the features' scale after training, not 1 (a fresh norm)
+    torch.testing.assert_close(pooled.words([tokens], embed)[1], pooled.words([swapped], embed)[1])
+    assert not torch.allclose(slotted.words([tokens], embed)[1], slotted.words([swapped], embed)[1])
+    assert slotted.key is None and slotted.query is None  # no dead pooling weights
+    # two real tokens a frame, in places 0 and 2; the others hold junk under the mask, or are zeros
+    mask = torch.tensor([True, False, True, False]).expand(4, 4)
+    junk = torch.where(mask[..., None], tokens, 100 * torch.randn(4, 4, 16))
+    empty = torch.where(mask[..., None], tokens, torch.zeros(4, 4, 16))
+    masked, _ = slotted.words([junk], embed, [mask])
+    torch.testing.assert_close(masked, slotted.words([empty], embed, [mask])[0])
+    # eight tokens a frame into four slots: neighbours averaged; two tokens: padded with empty slots
+    eight = torch.randn(4, 8, 16)
+    frames = slotted._frames(eight, None)  # (F, S * p)
+    direct = slotted.place(slotted.norm(eight)).unflatten(1, (4, 2)).mean(2).flatten(1)
+    torch.testing.assert_close(frames, direct)
+    assert slotted._frames(tokens[:, :2], None)[:, 16:].abs().sum() == 0
+
+
+def test_slot_readout_config_is_checked():
+    from tempflex.configuration import TempFlexConfig
+
+    with pytest.raises(ValueError, match="merger_readout_slots needs merger_word_readout"):
+        TempFlexConfig(merger_readout_slots=4)
+    with pytest.raises(ValueError, match="merger_readout_slots must be a whole number"):
+        TempFlexConfig(merger_word_readout=True, merger_readout_slots=-1)
+    assert TempFlexConfig(merger_word_readout=True, merger_readout_slots=4).merger_readout_slots == 4

@@ -96,6 +96,7 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
             layernorm=config.merger_layernorm,
             word_readout=config.merger_word_readout,
             readout_query=config.merger_readout_query,
+            readout_slots=config.merger_readout_slots,
         )
         self.language_model = (
             language_model if language_model is not None else AutoModelForCausalLM.from_config(config.text_config)
@@ -164,22 +165,28 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
                 readout_logits.extend(logits)
         return torch.cat([t.flatten(0, 1) for t in tokens], dim=0)  # (V, E)
 
-    def read_out(self, tokens: torch.Tensor, frames: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
+    def read_out(self, tokens: torch.Tensor, frames: torch.Tensor, query: torch.Tensor | None = None,
+                 places: torch.Tensor | None = None) -> torch.Tensor:
         """Some merged tokens (V, E) of one video, before the readout, with their frame indices (V,) in
-        non-decreasing order (and the prompt's query (E,), ``prompt_queries``) -> (V, E) with the word the readout
-        reads from exactly these tokens, as if the video had been only these: frames without tokens are skipped,
-        pooling covers each frame's tokens. Unchanged when the model has no readout. With every token of the
-        video, equal to ``get_visual_features``."""
+        non-decreasing order (the prompt's query (E,), ``prompt_queries``; each token's place on its frame's merged
+        grid (V,), row * w + col, increasing within a frame) -> (V, E) with the word the readout reads from exactly
+        these tokens, as if the video had been only these: frames without tokens are skipped, a frame's dropped
+        places are masked (without ``places`` its tokens take the first places). Unchanged when the model has no
+        readout. With every token of the video, equal to ``get_visual_features``."""
         if self.merger.readout is None or not len(tokens):
             return tokens
         if bool((frames[1:] < frames[:-1]).any()):
             raise ValueError("read_out needs the tokens in frame order")
-        _, counts = torch.unique_consecutive(frames, return_counts=True)  # (F',) tokens per kept frame
-        rows = tokens.split(counts.tolist())  # F' tensors (T_f, E)
-        padded = nn.utils.rnn.pad_sequence(list(rows), batch_first=True)  # (F', T, E)
-        mask = torch.arange(padded.shape[1])[None, :] < counts[:, None]  # (F', T)
+        _, rank, counts = torch.unique_consecutive(frames, return_inverse=True, return_counts=True)  # (V,), (F',)
+        if places is None:  # each frame's tokens in the first places
+            places = torch.arange(len(frames), device=frames.device) - (counts.cumsum(0) - counts).repeat_interleave(counts)
+        at = rank.to(tokens.device), places.long().to(tokens.device)
+        padded = tokens.new_zeros(len(counts), int(places.max()) + 1, tokens.shape[-1])  # (F', T, E)
+        padded[at] = tokens
+        mask = torch.zeros(padded.shape[:2], dtype=torch.bool, device=tokens.device)  # (F', T)
+        mask[at] = True
         queries = None if query is None else query[None]  # (1, E)
-        word, _ = self.merger.readout.words([padded], self.get_input_embeddings(), [mask.to(padded.device)], queries)
+        word, _ = self.merger.readout.words([padded], self.get_input_embeddings(), [mask], queries)
         return tokens + word[0].to(tokens.dtype)  # (V, E)
 
     @property

@@ -17,6 +17,12 @@ mean input embedding of the prompt's text outside the media) and lets it scale a
 zero at insertion), so the word can depend on the question ("which colour appears first" or "last"), as
 InstructBLIP's Q-Former reads the instruction. Without a query it says what it would for no question.
 
+With ``slots=S`` a frame is not pooled: each of its first S tokens (row-major on the merged grid; a frame of more
+tokens is averaged down to S in order, missing or masked ones are zeros) is projected to a few features and the
+frame is their concatenation, so where a thing is within the frame survives into the GRU, as stage 0's head keeps
+every token apart (``tempflex.train.warmup.OptionHead``). Direction of motion is a where-question; attention pooling
+averaged it away (docs/tempflex_tiny.md, finding 21).
+
 Shapes: N items, F frames, T merged tokens per frame, E LLM width, W vocabulary size.
 """
 
@@ -27,15 +33,21 @@ from torch import nn
 
 
 class WordReadout(nn.Module):
-    def __init__(self, width: int, hidden: int = 256, top: int = 64, query: bool = False) -> None:
+    def __init__(self, width: int, hidden: int = 256, top: int = 64, query: bool = False, slots: int = 0,
+                 slot_width: int = 64) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(width)
-        self.key = nn.Linear(width, width, bias=False)
-        self.query = nn.Parameter(torch.zeros(width))  # zero: mean pooling at insertion
+        self.slots = slots
+        # a frame is either pooled over its tokens (attention pooling with a learned query) or, with slots, the
+        # concatenation of its first S tokens, each projected E -> slot_width
+        self.key = None if slots else nn.Linear(width, width, bias=False)
+        self.query = None if slots else nn.Parameter(torch.zeros(width))  # zero: mean pooling at insertion
+        self.place = nn.Linear(width, slot_width) if slots else None
+        frame = slots * slot_width if slots else width
         # frames differ little at first (a common part ~10x their differences, docs/tempflex_tiny.md finding 8):
         # standardising each feature over the batch's frames lets the readout see the differences from the start
-        self.standardise = nn.BatchNorm1d(width)
-        self.down = nn.Linear(width, hidden)
+        self.standardise = nn.BatchNorm1d(frame)
+        self.down = nn.Linear(frame, hidden)
         self.time = nn.GRU(hidden, hidden, batch_first=True)  # reads the frames in order: motion has a direction
         self.say = nn.Sequential(nn.Linear(hidden, width), nn.GELU(), nn.Linear(width, width))
         self.sharpness = nn.Parameter(torch.tensor(40.0))  # logits = sharpness * cos(said vector, word row)
@@ -48,10 +60,12 @@ class WordReadout(nn.Module):
         """The state at insertion: every submodule's own reset, mean pooling, sharpness 40 (a cosine logit range
         that lets one word of 262k take most of the softmax), no effect of the query."""
         asking = [] if self.ask is None else list(self.ask)
-        for module in (self.norm, self.key, self.standardise, self.down, self.time, *self.say, *asking):
+        framing = [self.place] if self.slots else [self.key]
+        for module in (self.norm, *framing, self.standardise, self.down, self.time, *self.say, *asking):
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
-        self.query.zero_()
+        if self.query is not None:
+            self.query.zero_()
         self.sharpness.fill_(40.0)
         if self.ask is not None:
             nn.init.zeros_(self.ask[1].weight)
@@ -70,14 +84,7 @@ class WordReadout(nn.Module):
     def words(self, items: list[torch.Tensor], embed: nn.Embedding, masks: list[torch.Tensor] | None = None,
               queries: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The word each item says, scaled like the LLM's text embeddings (N, E), and the logits (N, W)."""
-        frames = []
-        for i, tokens in enumerate(items):
-            x = self.norm(tokens)  # (F, T, E)
-            scores = self.key(x) @ self.query / x.shape[-1] ** 0.5  # (F, T)
-            if masks is not None:
-                scores = scores.masked_fill(~masks[i], float("-inf"))
-            weights = torch.softmax(scores, dim=1)  # (F, T)
-            frames.append(torch.einsum("ft,fte->fe", weights, x))  # (F, E), each frame pooled over its tokens
+        frames = [self._frames(tokens, None if masks is None else masks[i]) for i, tokens in enumerate(items)]
         frames = self.down(self.standardise(torch.cat(frames))).split([len(t) for t in items])  # (F, hidden) each
         summaries = torch.stack([self.time(f[None])[1][0, 0] for f in frames])  # (N, hidden), the last GRU state
         if self.ask is not None and queries is not None:
@@ -93,3 +100,22 @@ class WordReadout(nn.Module):
         mix = torch.softmax(top.values.float(), dim=-1).to(table.dtype)  # (N, k)
         scale = getattr(embed, "embed_scale", 1.0)
         return torch.einsum("nk,nke->ne", mix, table[top.indices]) * scale, logits  # (N, E), (N, W)
+
+    def _frames(self, tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """One item's tokens (F, T, E) and mask (F, T) -> its frames' features: (F, E) pooled over each frame's
+        tokens, or with slots (F, S * slot_width), the tokens kept apart in order."""
+        x = self.norm(tokens)  # (F, T, E)
+        if not self.slots:
+            scores = self.key(x) @ self.query / x.shape[-1] ** 0.5  # (F, T)
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            return torch.einsum("ft,fte->fe", torch.softmax(scores, dim=1), x)  # (F, E)
+        x = self.place(x)  # (F, T, p)
+        if mask is not None:
+            x = x * mask[..., None].to(x.dtype)
+        count = x.shape[1]
+        if count > self.slots:  # more tokens than slots: average runs of neighbours down to S, in order
+            x = nn.functional.adaptive_avg_pool1d(x.transpose(1, 2), self.slots).transpose(1, 2)  # (F, S, p)
+        elif count < self.slots:
+            x = nn.functional.pad(x, (0, 0, 0, self.slots - count))  # (F, S, p)
+        return x.flatten(1)  # (F, S * p)

@@ -92,7 +92,8 @@ def read_out(model: Any, tokens: VisualTokens, input_ids: torch.Tensor) -> Visua
     if not has_readout(model):
         return tokens
     query = model.prompt_queries(input_ids[None].to(model.device))[0] if model.reads_prompts else None  # (E,)
-    return replace(tokens, tokens=model.read_out(tokens.tokens, tokens.positions[:, 0], query))
+    places = tokens.positions[:, 1] * tokens.grid[1] + tokens.positions[:, 2]  # (V,) on each frame's grid
+    return replace(tokens, tokens=model.read_out(tokens.tokens, tokens.positions[:, 0], query, places))
 
 
 def splice(model: Any, input_ids: torch.Tensor, visual: torch.Tensor, video_token_id: int) -> torch.Tensor:
