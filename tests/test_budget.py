@@ -448,13 +448,13 @@ def test_pipeline_with_the_whole_budget_equals_the_processor_path(tiny, clip):
     assert torch.allclose(ours, theirs, atol=1e-5)
 
 
-@pytest.mark.parametrize(("query", "slots"), [(False, 0), (True, 0), (False, 4)])
-def test_pipeline_word_readout_reads_only_the_kept_tokens(clip, query, slots):
+@pytest.mark.parametrize(("query", "slots", "span"), [(False, 0, 0), (True, 0, 0), (False, 4, 0), (True, 4, 8)])
+def test_pipeline_word_readout_reads_only_the_kept_tokens(clip, query, slots, span):
     """With a word readout (tempflex-tiny has one) the LLM gets the kept tokens plus the word read from them
     alone (and from the prompt, when it reads prompts; in their places on the frame, when it keeps places apart),
     so a small budget cannot smuggle the whole video in; the whole budget is the processor's path."""
     model, processor = tiny_model("gemma3", video_timestamps=True, merger_word_readout=True,
-                                  merger_readout_query=query, merger_readout_slots=slots)
+                                  merger_readout_query=query, merger_readout_slots=slots, merger_readout_span=span)
     model.eval()
     if query:
         with torch.no_grad():

@@ -143,4 +143,30 @@ def test_slot_readout_config_is_checked():
         TempFlexConfig(merger_readout_slots=4)
     with pytest.raises(ValueError, match="merger_readout_slots must be a whole number"):
         TempFlexConfig(merger_word_readout=True, merger_readout_slots=-1)
+    with pytest.raises(ValueError, match="merger_readout_span must be a whole number"):
+        TempFlexConfig(merger_word_readout=True, merger_readout_span=True)
+    with pytest.raises(ValueError, match="merger_readout_span needs merger_word_readout"):
+        TempFlexConfig(merger_readout_span=16)
     assert TempFlexConfig(merger_word_readout=True, merger_readout_slots=4).merger_readout_slots == 4
+
+
+def test_span_readout_reads_the_video_at_a_fixed_number_of_steps():
+    """span: a video of 8 frames and the same video with every frame twice (16 frames) say the same word (both
+    resampled to 8 steps); reversing the frames changes it (order is kept); no GRU is built."""
+    from tempflex.readout import WordReadout
+
+    torch.manual_seed(3)
+    embed = torch.nn.Embedding(50, 16)
+    readout = WordReadout(16, span=8, slots=2, slot_width=4).eval()
+    with torch.no_grad():
+        readout.standardise.running_var.fill_(0.01)
+    assert readout.time is None
+    video = torch.randn(8, 2, 16)  # (F, T, E)
+    word, logits = readout.words([video], embed)
+    twice, logits_twice = readout.words([video.repeat_interleave(2, dim=0)], embed)
+    torch.testing.assert_close(logits_twice, logits)
+    assert not torch.allclose(readout.words([video.flip(0)], embed)[1], logits)
+    # fewer frames than steps: each repeated; two videos of different lengths share one batch
+    short, _ = readout.words([video[::2]], embed)
+    both, _ = readout.words([video, video[::2]], embed)
+    torch.testing.assert_close(both, torch.cat([word, short]))

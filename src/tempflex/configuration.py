@@ -72,6 +72,9 @@ class TempFlexConfig(PreTrainedConfig):
     # ... and keeps up to this many tokens of each frame apart instead of pooling them (where a thing is in the
     # frame; 0 = attention pooling); needs merger_word_readout
     merger_readout_slots: int = 0
+    # ... and reads the video resampled to this many time steps at once instead of by a GRU over its frames
+    # (0 = the GRU); needs merger_word_readout
+    merger_readout_span: int = 0
 
     # Visual token limits, in merged tokens (4 patches each)
     image_min_tokens: int = 4  # a 64x64 image
@@ -112,10 +115,12 @@ class TempFlexConfig(PreTrainedConfig):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.merger_readout_query and not self.merger_word_readout:
             raise ValueError("merger_readout_query needs merger_word_readout: true (the query steers the readout)")
-        if not isinstance(self.merger_readout_slots, int) or self.merger_readout_slots < 0:
-            raise ValueError(f"merger_readout_slots must be a whole number >= 0, got {self.merger_readout_slots!r}")
-        if self.merger_readout_slots and not self.merger_word_readout:
-            raise ValueError("merger_readout_slots needs merger_word_readout: true (it shapes the readout)")
+        for name in ("merger_readout_slots", "merger_readout_span"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+            if value and not self.merger_word_readout:
+                raise ValueError(f"{name} needs merger_word_readout: true (it shapes the readout)")
         unknown = set(self.tff_fibres) - set(FIBRES)
         if unknown or not self.tff_fibres:
             raise ValueError(f"tff_fibres must be a non-empty subset of {FIBRES}, got {list(self.tff_fibres)}")

@@ -35,6 +35,7 @@ class PatchMerger(nn.Module):
         word_readout: bool = False,
         readout_query: bool = False,
         readout_slots: int = 0,
+        readout_span: int = 0,
     ) -> None:
         super().__init__()
         self.merge_size = merge_size
@@ -45,7 +46,8 @@ class PatchMerger(nn.Module):
             nn.GELU(),
             nn.Linear(hidden_dim, out_dim),
         )
-        self.readout = WordReadout(out_dim, query=readout_query, slots=readout_slots) if word_readout else None
+        readout = {"query": readout_query, "slots": readout_slots, "span": readout_span}
+        self.readout = WordReadout(out_dim, **readout) if word_readout else None
 
     def unshuffle(self, x: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
         """(N, h*w, D) in row-major patch order -> (N, h/s*w/s, s*s*D).

@@ -97,6 +97,7 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
             word_readout=config.merger_word_readout,
             readout_query=config.merger_readout_query,
             readout_slots=config.merger_readout_slots,
+            readout_span=config.merger_readout_span,
         )
         self.language_model = (
             language_model if language_model is not None else AutoModelForCausalLM.from_config(config.text_config)

@@ -23,6 +23,11 @@ frame is their concatenation, so where a thing is within the frame survives into
 every token apart (``tempflex.train.warmup.OptionHead``). Direction of motion is a where-question; attention pooling
 averaged it away (docs/tempflex_tiny.md, finding 21).
 
+With ``span=K`` the frames are not read by a GRU: the video's frame features are resampled to K time steps
+(averaged in runs, or repeated when there are fewer frames) and one linear layer reads all of them at once, again
+as stage 0's head reads a video; the GRU, trained on the frozen encoder, lost most of what that head finds
+(periodic 0.89 -> 0.29, speed change 0.97 -> 0.41 on the seed-1 test split, finding 21).
+
 Shapes: N items, F frames, T merged tokens per frame, E LLM width, W vocabulary size.
 """
 
@@ -34,7 +39,7 @@ from torch import nn
 
 class WordReadout(nn.Module):
     def __init__(self, width: int, hidden: int = 256, top: int = 64, query: bool = False, slots: int = 0,
-                 slot_width: int = 64) -> None:
+                 slot_width: int = 64, span: int = 0) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(width)
         self.slots = slots
@@ -44,11 +49,14 @@ class WordReadout(nn.Module):
         self.query = None if slots else nn.Parameter(torch.zeros(width))  # zero: mean pooling at insertion
         self.place = nn.Linear(width, slot_width) if slots else None
         frame = slots * slot_width if slots else width
+        self.span = span
+        read = span * frame if span else frame  # a video at K time steps read at once, or one frame at a time
         # frames differ little at first (a common part ~10x their differences, docs/tempflex_tiny.md finding 8):
         # standardising each feature over the batch's frames lets the readout see the differences from the start
-        self.standardise = nn.BatchNorm1d(frame)
-        self.down = nn.Linear(frame, hidden)
-        self.time = nn.GRU(hidden, hidden, batch_first=True)  # reads the frames in order: motion has a direction
+        self.standardise = nn.BatchNorm1d(read)
+        self.down = nn.Linear(read, hidden)
+        # reads the frames in order (motion has a direction), unless the span reads them at once
+        self.time = None if span else nn.GRU(hidden, hidden, batch_first=True)
         self.say = nn.Sequential(nn.Linear(hidden, width), nn.GELU(), nn.Linear(width, width))
         self.sharpness = nn.Parameter(torch.tensor(40.0))  # logits = sharpness * cos(said vector, word row)
         self.top = top  # the word mixes the `top` likeliest words (the rest hold ~0 of the softmax)
@@ -61,7 +69,8 @@ class WordReadout(nn.Module):
         that lets one word of 262k take most of the softmax), no effect of the query."""
         asking = [] if self.ask is None else list(self.ask)
         framing = [self.place] if self.slots else [self.key]
-        for module in (self.norm, *framing, self.standardise, self.down, self.time, *self.say, *asking):
+        timing = [] if self.time is None else [self.time]
+        for module in (self.norm, *framing, self.standardise, self.down, *timing, *self.say, *asking):
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
         if self.query is not None:
@@ -85,8 +94,12 @@ class WordReadout(nn.Module):
               queries: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """The word each item says, scaled like the LLM's text embeddings (N, E), and the logits (N, W)."""
         frames = [self._frames(tokens, None if masks is None else masks[i]) for i, tokens in enumerate(items)]
-        frames = self.down(self.standardise(torch.cat(frames))).split([len(t) for t in items])  # (F, hidden) each
-        summaries = torch.stack([self.time(f[None])[1][0, 0] for f in frames])  # (N, hidden), the last GRU state
+        if self.span:  # each video at K time steps, read at once: (N, K * D) -> (N, hidden)
+            spans = [nn.functional.adaptive_avg_pool1d(f.T[None], self.span)[0].T.flatten() for f in frames]
+            summaries = nn.functional.gelu(self.down(self.standardise(torch.stack(spans))))
+        else:
+            frames = self.down(self.standardise(torch.cat(frames))).split([len(t) for t in items])  # (F, hidden)
+            summaries = torch.stack([self.time(f[None])[1][0, 0] for f in frames])  # (N, hidden), last GRU state
         if self.ask is not None and queries is not None:
             if queries.shape[0] != len(items):
                 raise ValueError(f"{queries.shape[0]} queries for {len(items)} visual items")
