@@ -4,9 +4,8 @@ landmark (docs/tempflex_tiny.md, findings 18-19). With ``--readout`` (a run whos
 stage 1) also the readout's choice: the option whose first answer token it gives the highest logit, the word the
 frozen LLM is handed; a minute without the LLM's layers against several for ``tempflex probes eval``.
 
-    .venv/bin/python benchmarks/stage0_head.py recipes/tempflex-tiny/stage0_curriculum.yaml --test runs/probes-seed1
-    .venv/bin/python benchmarks/stage0_head.py recipes/tempflex-tiny/stage1_align.yaml --readout \
-        model.from_pretrained=runs/tempflex-tiny/stage0-curriculum/final output_dir=runs/tempflex-tiny/s7-query
+    .venv/bin/python benchmarks/stage0_head.py recipes/tempflex-tiny/stage0_warmup.yaml --test runs/probes-seed1
+    .venv/bin/python benchmarks/stage0_head.py recipes/tempflex-tiny/stage1_align.yaml --readout   # stage 1's too
 """
 
 from __future__ import annotations
