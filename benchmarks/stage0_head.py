@@ -81,7 +81,8 @@ def main() -> None:
     for flag in (True, False):
         index = [i for i, r in enumerate(tests) if r["skill"] == "camera_direction" and r["params"]["landmark"] == flag]
         if index:
-            result[f"camera_direction landmark={flag}"] = round(option_accuracy(model, head, subset(test, index))["all"], 3)
+            scored = option_accuracy(model, head, subset(test, index))
+            result[f"camera_direction landmark={flag}"] = round(scored["all"], 3)
     if args.readout:  # the run's final model when it has one (the head is only in the checkpoints)
         final = Path(recipe.output_dir) / "final"
         if final.is_dir():
@@ -91,7 +92,8 @@ def main() -> None:
         if model.merger.readout is None:
             raise SystemExit(f"error: the model of {recipe.output_dir} has no word readout")
         scored = readout_accuracy(model, processor, test, tests)
-        result[f"readout ({final if final.is_dir() else found[-1].parent})"] = {k: round(v, 3) for k, v in scored.items()}
+        source = final if final.is_dir() else found[-1].parent
+        result[f"readout ({source})"] = {k: round(v, 3) for k, v in scored.items()}
     print(found[-1].parent, json.dumps(result, indent=1))
 
 

@@ -163,7 +163,7 @@ def test_span_readout_reads_the_video_at_a_fixed_number_of_steps():
     assert readout.time is None
     video = torch.randn(8, 2, 16)  # (F, T, E)
     word, logits = readout.words([video], embed)
-    twice, logits_twice = readout.words([video.repeat_interleave(2, dim=0)], embed)
+    _, logits_twice = readout.words([video.repeat_interleave(2, dim=0)], embed)
     torch.testing.assert_close(logits_twice, logits)
     assert not torch.allclose(readout.words([video.flip(0)], embed)[1], logits)
     # fewer frames than steps: each repeated; two videos of different lengths share one batch

@@ -180,7 +180,8 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
             raise ValueError("read_out needs the tokens in frame order")
         _, rank, counts = torch.unique_consecutive(frames, return_inverse=True, return_counts=True)  # (V,), (F',)
         if places is None:  # each frame's tokens in the first places
-            places = torch.arange(len(frames), device=frames.device) - (counts.cumsum(0) - counts).repeat_interleave(counts)
+            starts = (counts.cumsum(0) - counts).repeat_interleave(counts)  # (V,) each token's frame's first index
+            places = torch.arange(len(frames), device=frames.device) - starts
         at = rank.to(tokens.device), places.long().to(tokens.device)
         padded = tokens.new_zeros(len(counts), int(places.max()) + 1, tokens.shape[-1])  # (F', T, E)
         padded[at] = tokens
