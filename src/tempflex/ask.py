@@ -53,6 +53,9 @@ class StageTimer:
             module = getattr(model, name, None)
             if module is not None:
                 self._hook(module, name)
+        readout = getattr(getattr(model, "merger", None), "readout", None)
+        if readout is not None:  # called by the model after the merger's own forward: a stage of its own
+            self._hook(readout, "readout")
 
     def _hook(self, module, name: str) -> None:
         starts: list[float] = []
@@ -141,7 +144,9 @@ class Asker:
                 spent = {k: info[k] for k in ("budget", "visual_tokens", "tag_tokens", "total", "tokens_per_frame")}
                 timer.next_phase()
             else:
+                begin = time.perf_counter()
                 inputs = self.processor(text, **({"videos": [media.data]} if is_video else {"images": [media.data]}))
+                timer.seconds["process"] += time.perf_counter() - begin  # resize, patchify, tokenise
             visual = int((inputs["input_ids"] == token_id).sum())
             if options:
                 tokens = answer_tokens(self.processor, options)
