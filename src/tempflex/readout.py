@@ -24,8 +24,9 @@ every token apart (``tempflex.train.warmup.OptionHead``). Direction of motion is
 averaged it away (docs/tempflex_tiny.md, finding 21).
 
 With ``span=K`` the frames are not read by a GRU: the video's frame features are resampled to K time steps
-(averaged in runs, or repeated when there are fewer frames) and one linear layer reads all of them at once, again
-as stage 0's head reads a video; the GRU, trained on the frozen encoder, lost most of what that head finds
+(averaged in runs, or repeated when there are fewer frames) and one linear layer reads all of them at once (the
+BatchNorm then standardises over the batch's videos, the query's FiLM acts on that summary), again as stage 0's head
+reads a video; the GRU, trained on the frozen encoder, lost most of what that head finds
 (periodic 0.89 -> 0.29, speed change 0.97 -> 0.41 on the seed-1 test split, finding 21).
 
 Shapes: N items, F frames, T merged tokens per frame, E LLM width, W vocabulary size.
