@@ -3,7 +3,8 @@ prefill, generation) for 16 and 64 frames of a real video, with the default mode
 underneath).
 
 Side by side, the baseline is the bare LLM (the same Gemma3-270M) prefilling and generating from a text-only prompt
-of the same length: the ratio says what the visual path (decode + encoder + TFF + merger) adds to answering.
+of the same length: the ratio says what the visual path (decode + processor + encoder + TFF + merger + readout)
+adds to answering.
 
     .venv/bin/python benchmarks/bench_ask.py --repeats 5
 

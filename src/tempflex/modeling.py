@@ -188,8 +188,9 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
         mask = torch.zeros(padded.shape[:2], dtype=torch.bool, device=tokens.device)  # (F', T)
         mask[at] = True
         queries = None if query is None else query[None]  # (1, E)
-        word, _ = self.merger.readout.words([padded], self.get_input_embeddings(), [mask], queries)
-        return tokens + word[0].to(tokens.dtype)  # (V, E)
+        # the readout's own forward (as in get_visual_features, so hooks such as ask's stage timer see it too)
+        (read,), _ = self.merger.readout([padded], self.get_input_embeddings(), [mask], queries)  # (F', T, E)
+        return read[at]  # (V, E): each kept token plus the word
 
     @property
     def reads_prompts(self) -> bool:
