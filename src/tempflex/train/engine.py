@@ -31,7 +31,7 @@ from transformers import get_cosine_schedule_with_warmup
 from tempflex.train import cotrain as ct
 from tempflex.train.checkpoint import Checkpoints, Position
 from tempflex.train.logs import RunLogger
-from tempflex.train.params import apply_freeze, build_optimizer, group_lrs
+from tempflex.train.params import apply_freeze, build_optimizer, group_lrs, train_mode
 from tempflex.train.recipe import Recipe
 
 
@@ -55,7 +55,7 @@ def build_parts(recipe: Recipe) -> TrainParts:
     from tempflex.train.data import ConversationDataset
     from tempflex.video.flexible import FlexibleSampling
 
-    model, processor = build_model(recipe.model, recipe.seed, trains_llm="language_model" in recipe.optim.lr)
+    model, processor = build_model(recipe.model, recipe.seed, trains_llm=recipe.optim.trains("language_model"))
     flex = recipe.data.flexible
     dataset = ConversationDataset(
         recipe.data.mixture, processor, max_length=recipe.data.max_length, num_frames=recipe.data.num_frames,
@@ -155,7 +155,7 @@ class Trainer:
         if recipe.gradient_checkpointing:
             model.activation_checkpointing_enable()
         model.config.use_cache = False
-        model.train()
+        train_mode(model)  # frozen BatchNorms keep their statistics
         optimizer = build_optimizer(model, recipe.optim)
         warmup = math.ceil(recipe.schedule.warmup_ratio * self.total_steps)
         self.scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, self.total_steps)

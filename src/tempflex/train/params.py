@@ -1,8 +1,15 @@
-"""Per-module freezing and AdamW parameter groups, one learning rate per top-level module (paper section 4.1).
+"""Per-module freezing and AdamW parameter groups, one learning rate per module (paper section 4.1).
 
 The modules are the model's top-level submodules ``vision_tower``, ``temporal`` (TFF), ``merger`` and
-``language_model``. Each is trained with its own learning rate or frozen. Biases and norm weights (1-D tensors)
-get no weight decay, the usual AdamW practice; each module therefore gives up to two groups, both named after it.
+``language_model``; each is trained with its own learning rate or frozen. An entry may also name a part below one
+(a dotted path, ``merger.readout.say``, or a parameter, ``merger.readout.sharpness``): the most specific entry that
+covers a parameter decides, so ``freeze: [merger]`` with ``lr: {merger.readout.say: 3e-4}`` trains that layer alone.
+Biases and norm weights (1-D tensors) get no weight decay, the usual AdamW practice; each entry therefore gives up to
+two groups, both named after it.
+
+A BatchNorm whose parameters are all frozen runs in eval mode (``train_mode``): it uses and keeps the running
+statistics it was trained with rather than the statistics of whatever batch passes through it (the word readout's
+BatchNorm standardises over a batch's videos: 32 when it was trained, 8 in a step through the LLM).
 """
 
 from __future__ import annotations
@@ -18,40 +25,68 @@ def module_of(model: nn.Module, name: str) -> nn.Module | None:
     return getattr(model, name, None)
 
 
-def apply_freeze(model: nn.Module, optim: OptimSpec) -> dict[str, int]:
-    """Set requires_grad per module; returns trainable parameter counts per trained module."""
-    for name in optim.lr:
-        if module_of(model, name) is None:
-            raise RecipeError(f"optim.lr.{name}: the model has no {name} module (tff_enabled is false?)")
-    counts = {}
-    for name in MODULES:
-        module = module_of(model, name)
-        if module is None:
+def owner(name: str, entries: list[str]) -> str | None:
+    """The most specific entry that covers parameter ``name`` (the entry itself or a dotted prefix of it)."""
+    covering = [e for e in entries if name == e or name.startswith(e + ".")]
+    return max(covering, key=len, default=None)
+
+
+def _check_paths(model: nn.Module, optim: OptimSpec) -> None:
+    names = [n for n, _ in model.named_parameters()]
+    for entry in [*optim.lr, *optim.freeze]:
+        if any(n == entry or n.startswith(entry + ".") for n in names):
             continue
-        trained = name in optim.lr
-        module.requires_grad_(trained)
-        if trained:
-            counts[name] = sum(p.numel() for p in module.parameters())
-    stray = [n for n, p in model.named_parameters() if n.split(".")[0] not in MODULES and p.requires_grad]
+        where = f"optim.lr.{entry}" if entry in optim.lr else "optim.freeze"
+        if "." not in entry:  # a top-level module the model lacks; a frozen one is fine
+            if entry in optim.lr:
+                raise RecipeError(f"{where}: the model has no {entry} module (tff_enabled is false?)")
+            continue
+        raise RecipeError(f"{where}: the model has no parameters under {entry!r}")
+
+
+def apply_freeze(model: nn.Module, optim: OptimSpec) -> dict[str, int]:
+    """Set requires_grad per parameter from its most specific entry; returns trainable parameter counts per entry
+    of ``optim.lr``."""
+    _check_paths(model, optim)
+    entries = [*optim.lr, *optim.freeze]
+    stray = [n for n, _ in model.named_parameters() if n.split(".")[0] not in MODULES]
     if stray:
         raise RecipeError(f"optim: parameters outside the known modules: {stray[:3]}")
+    counts: dict[str, int] = {}
+    for name, p in model.named_parameters():
+        entry = owner(name, entries)
+        p.requires_grad_(entry in optim.lr)
+        if entry in optim.lr:
+            counts[entry] = counts.get(entry, 0) + p.numel()
     return counts
 
 
+def train_mode(model: nn.Module) -> nn.Module:
+    """``model.train()``, except that BatchNorm layers with no trainable parameter stay in eval mode."""
+    model.train()
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            if not any(p.requires_grad for p in module.parameters()):
+                module.eval()
+    return model
+
+
 def param_groups(model: nn.Module, optim: OptimSpec) -> list[dict]:
-    """AdamW groups ``{"params", "lr", "weight_decay", "name"}`` for the trained modules, in MODULES order."""
+    """AdamW groups ``{"params", "lr", "weight_decay", "name"}`` for the trained entries, in the order of the
+    model's parameters."""
+    entries = [*optim.lr, *optim.freeze]
+    by_entry: dict[str, list[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        entry = owner(name, entries)
+        if p.requires_grad and entry in optim.lr:
+            by_entry.setdefault(entry, []).append(p)
     groups = []
-    for name in MODULES:
-        module = module_of(model, name)
-        if module is None or name not in optim.lr:
-            continue
-        params = [p for p in module.parameters() if p.requires_grad]
+    for entry, params in by_entry.items():
         decay = [p for p in params if p.ndim >= 2]
         no_decay = [p for p in params if p.ndim < 2]
-        lr = optim.lr[name]
         for subset, wd in ((decay, optim.weight_decay), (no_decay, 0.0)):
             if subset:
-                groups.append({"params": subset, "lr": lr, "weight_decay": wd, "name": name})
+                groups.append({"params": subset, "lr": optim.lr[entry], "weight_decay": wd, "name": entry})
     if not groups:
         raise RecipeError("optim.lr: no module is trained")
     return groups
@@ -62,5 +97,5 @@ def build_optimizer(model: nn.Module, optim: OptimSpec) -> torch.optim.AdamW:
 
 
 def group_lrs(optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """Current learning rate per module (its groups share one)."""
+    """Current learning rate per entry (its groups share one)."""
     return {g.get("name", str(i)): float(g["lr"]) for i, g in enumerate(optimizer.param_groups)}

@@ -105,12 +105,16 @@ class DataSpec(Strict):
 
 # -- optimisation -----------------------------------------------------------------------------------------------
 class OptimSpec(Strict):
-    lr: dict[str, float] = Field(default_factory=dict)  # learning rate per trained module
-    freeze: list[str] = Field(default_factory=list)  # modules not trained (requires_grad False)
+    lr: dict[str, float] = Field(default_factory=dict)  # learning rate per trained module (or dotted part)
+    freeze: list[str] = Field(default_factory=list)  # modules (or dotted parts) not trained
     weight_decay: float = Field(0.0, ge=0)  # AdamW decoupled weight decay (not on biases and norms)
     betas: tuple[float, float] = (0.9, 0.999)  # AdamW betas
     eps: float = Field(1e-8, gt=0)  # AdamW epsilon
     grad_clip: float | None = Field(1.0, gt=0)  # max global gradient norm; null: no clipping
+
+    def trains(self, module: str) -> bool:
+        """Whether any part of the top-level ``module`` gets a learning rate."""
+        return any(name.split(".")[0] == module for name in self.lr)
 
 
 class ScheduleSpec(Strict):
@@ -236,11 +240,14 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def check_modules(optim: OptimSpec) -> None:
-    """Every module is either trained with an lr or frozen, never both, never unknown."""
+    """Every module is either trained with an lr or frozen, never both, never unknown. An entry may name a part of
+    a module (``merger.readout.say``); the module itself must still be listed, and the most specific entry decides
+    (``tempflex.train.params``)."""
     for name in list(optim.lr) + optim.freeze:
-        if name not in MODULES:
+        if name.split(".")[0] not in MODULES or not all(name.split(".")):
             where = f"optim.lr.{name}" if name in optim.lr else "optim.freeze"
-            raise RecipeError(f"{where}: unknown module {name!r}; modules are {', '.join(MODULES)}")
+            raise RecipeError(f"{where}: unknown module {name!r}; modules are {', '.join(MODULES)} "
+                              "(or a dotted part of one)")
     for name, lr in optim.lr.items():
         if name in optim.freeze:
             raise RecipeError(f"optim.lr.{name}: the module is also listed in optim.freeze")

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F_
 from torch import nn
 
+from tempflex.train.params import train_mode
 from tempflex.video import load_video
 
 
@@ -193,7 +194,7 @@ def option_accuracy(model, head: OptionHead, data: OptionBatchSource, batch: int
         for i, ok in zip(index.tolist(), (logits.argmax(-1) == a).tolist()):
             hits[data.skills[i]].append(int(ok))
             hits["all"].append(int(ok))
-    model.train(), head.train()
+    train_mode(model), head.train()
     return {k: sum(v) / len(v) for k, v in sorted(hits.items())}
 
 
@@ -232,7 +233,7 @@ class OptionTrainer:
 
         if recipe.schedule.max_steps is None:
             raise ValueError("schedule.max_steps: the options objective needs a step count")
-        if "language_model" in recipe.optim.lr:
+        if recipe.optim.trains("language_model"):
             raise ValueError("optim.lr.language_model: the options objective never runs the LLM's layers")
         self.recipe, self.progress = recipe, progress
         torch.manual_seed(recipe.seed)
@@ -318,7 +319,7 @@ class OptionTrainer:
         self.out.mkdir(parents=True, exist_ok=True)
         gen = torch.Generator().manual_seed(recipe.seed)
         start = self._resume(gen)
-        self.model.train(), self.head.train()
+        train_mode(self.model), self.head.train()
         with Progress(disable=not self.progress) as bar, (self.out / "log.jsonl").open("a") as log:
             task = bar.add_task("warm-up (options)", total=steps, completed=start)
             for step in range(start + 1, steps + 1):
