@@ -49,8 +49,8 @@ def test_the_most_specific_entry_wins(model) -> None:
 @pytest.mark.parametrize(
     ("lr", "freeze", "message"),
     [
-        ({"merger.readout.sayy": 1e-3}, [*FROZEN, "merger"], "optim.lr.merger.readout.sayy: the model has no "
-                                                              "parameters under 'merger.readout.sayy'"),
+        ({"merger.readout.sayy": 1e-3}, [*FROZEN, "merger"],
+         "optim.lr.merger.readout.sayy: the model has no parameters under 'merger.readout.sayy'"),
         ({"merger": 1e-3}, [*FROZEN, "merger.nothing"], "optim.freeze: the model has no parameters under"),
     ],
 )
@@ -67,8 +67,8 @@ def test_a_path_the_model_lacks_is_named(model, lr, freeze, message) -> None:
         ({"decoder.say": 1e-3}, [*FROZEN, "merger"], "optim.lr.decoder.say: unknown module"),
         ({"merger..say": 1e-3}, [*FROZEN, "merger"], "optim.lr.merger..say: unknown module"),
         ({"merger.readout": 1e-3}, FROZEN, "optim.lr.merger: give the module a learning rate"),
-        ({"merger.readout": 1e-3}, [*FROZEN, "merger", "merger.readout"], "optim.lr.merger.readout: the module is "
-                                                                         "also listed"),
+        ({"merger.readout": 1e-3}, [*FROZEN, "merger", "merger.readout"],
+         "optim.lr.merger.readout: the module is also listed"),
     ],
 )
 def test_recipe_checks_dotted_entries(lr, freeze, message) -> None:

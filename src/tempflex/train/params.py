@@ -65,9 +65,9 @@ def train_mode(model: nn.Module) -> nn.Module:
     """``model.train()``, except that BatchNorm layers with no trainable parameter stay in eval mode."""
     model.train()
     for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            if not any(p.requires_grad for p in module.parameters()):
-                module.eval()
+        norm = isinstance(module, nn.modules.batchnorm._BatchNorm)
+        if norm and not any(p.requires_grad for p in module.parameters()):
+            module.eval()
     return model
 
 
