@@ -98,6 +98,25 @@ def test_labels_cover_exactly_the_answers(template, rng):
     assert whole == proc.apply_chat_template(messages, add_generation_prompt=False)
 
 
+@pytest.mark.parametrize("template", [True, False])
+def test_answer_tokens_label_only_each_answers_first_tokens(template, rng):
+    """``data.answer_tokens: 1``: the loss falls on the word a multiple-choice answer is scored on, not on the
+    end-of-turn text after it; the inputs are the same."""
+    proc = _processor(template)
+    messages = [{"role": "user", "content": "<image> what is it?"}, {"role": "assistant", "content": "cat"},
+                {"role": "user", "content": "and now?"}, {"role": "assistant", "content": "a red ball"}]
+    media = proc.encode_media([rng.integers(0, 256, (64, 64, 3), dtype="uint8")])
+    whole = encode_conversation(proc, messages, media)
+    first = encode_conversation(proc, messages, media, answer_tokens=1)
+    assert torch.equal(first.input_ids, whole.input_ids)
+    labelled = (first.labels != -100).nonzero()[:, 0]
+    assert len(labelled) == 2 and torch.equal(first.labels[labelled], whole.input_ids[labelled])
+    starts = [i for i in (whole.labels != -100).nonzero()[:, 0].tolist() if whole.labels[i - 1] == -100]
+    assert labelled.tolist() == starts  # the first labelled token of each answer
+    two = encode_conversation(proc, messages, media, answer_tokens=2)
+    assert int((two.labels != -100).sum()) == 4
+
+
 def test_template_that_is_not_prefix_stable_is_refused():
     proc = _processor()
     proc.tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}{{ messages|length }}"

@@ -65,8 +65,10 @@ class ConversationDataset(Dataset):
         seed: int = 0,
         flexible: FlexibleSampling | None = None,
         cotrain_budgets: list[int] | None = None,
+        answer_tokens: int | None = None,
     ) -> None:
         self.processor = processor
+        self.answer_tokens = answer_tokens
         self.max_length = max_length
         self.num_frames = num_frames
         self._budget_processors: dict[int, TempFlexProcessor] = {}
@@ -157,7 +159,7 @@ class ConversationDataset(Dataset):
     def _example(self, record: Record, budget: int | None, images, clips) -> dict:
         processor = self._with_budget(budget)
         media = processor.encode_media(images, clips)
-        encoded = encode_conversation(processor, record.messages(), media)
+        encoded = encode_conversation(processor, record.messages(), media, self.answer_tokens)
         ids, labels = encoded.input_ids, encoded.labels
         if len(ids) > self.max_length:
             ids, labels = self._shorten(ids, labels, record)

@@ -60,7 +60,7 @@ def build_parts(recipe: Recipe) -> TrainParts:
     dataset = ConversationDataset(
         recipe.data.mixture, processor, max_length=recipe.data.max_length, num_frames=recipe.data.num_frames,
         seed=recipe.seed, flexible=FlexibleSampling(**flex.model_dump()) if flex else None,
-        cotrain_budgets=recipe.cotrain.budgets if recipe.cotrain else None,
+        cotrain_budgets=recipe.cotrain.budgets if recipe.cotrain else None, answer_tokens=recipe.data.answer_tokens,
     )
     return TrainParts(model, processor, dataset, partial(collate, pad_token_id=processor.tokenizer.pad_token_id),
                       list(dataset.lengths))

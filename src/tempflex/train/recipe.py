@@ -101,6 +101,7 @@ class DataSpec(Strict):
     flexible: FlexibleSpec | None = None  # FluxViT flexible sampling; null: num_frames at the budget
     group_by_length: bool = True  # micro-batches of similar lengths
     num_workers: int = Field(0, ge=0)  # DataLoader worker processes
+    answer_tokens: int | None = Field(None, ge=1)  # label only each answer's first k tokens; null: the whole answer
 
 
 # -- optimisation -----------------------------------------------------------------------------------------------

@@ -42,14 +42,17 @@ def chat_segments(processor: TempFlexProcessor, messages: list[dict]) -> list[tu
 
 
 def encode_conversation(
-    processor: TempFlexProcessor, messages: list[dict], media: EncodedMedia
+    processor: TempFlexProcessor, messages: list[dict], media: EncodedMedia, answer_tokens: int | None = None
 ) -> EncodedConversation:
-    """Token ids and labels of a whole conversation whose placeholders are filled from ``media`` in order."""
+    """Token ids and labels of a whole conversation whose placeholders are filled from ``media`` in order.
+    ``answer_tokens``: label only the first k tokens of each answer (the word a multiple-choice answer is scored
+    on, without the end-of-turn a frozen LLM was never taught to put there); None labels the whole answer."""
     segments = chat_segments(processor, messages)
     expanded = processor.expand_text([text for text, _ in segments], media)
     ids, labels = [], []
     for text, (_, target) in zip(expanded, segments):
         piece = processor.tokenizer(text, add_special_tokens=False)["input_ids"]
         ids += piece
-        labels += piece if target else [IGNORE_INDEX] * len(piece)
+        labelled = len(piece) if answer_tokens is None else min(answer_tokens, len(piece))
+        labels += piece[:labelled] + [IGNORE_INDEX] * (len(piece) - labelled) if target else [IGNORE_INDEX] * len(piece)
     return EncodedConversation(torch.tensor(ids, dtype=torch.long), torch.tensor(labels, dtype=torch.long), media)
