@@ -191,6 +191,29 @@ def test_readout_query_reads_the_prompt_outside_the_media():
         tiny_model("gemma3", merger_readout_query=True)
 
 
+def test_batch_normalised_query_tells_questions_apart_by_what_differs():
+    """merger_readout_query_norm: batch: "first" and "last" prompts share all their text but a word; normalised per
+    prompt their queries are nearly the same, standardised over the batch they differ by ~1 in every feature the
+    word moves. In eval mode the running statistics stand in, so a single question is read alone."""
+    texts = [f"<video>\nWhich colour appears {w}?\nOptions: red, blue, green, cyan." for w in ("first", "last")]
+    normalised = {}
+    for norm in ("layer", "batch"):
+        model, proc = tiny_model("gemma3", merger_word_readout=True, merger_readout_query=True,
+                                 merger_readout_query_norm=norm)
+        ids = proc.tokenizer([proc.apply_chat_template([{"role": "user", "content": t}]) for t in texts],
+                             padding=True, return_tensors="pt")
+        queries = model.prompt_queries(ids["input_ids"], ids["attention_mask"])  # (2, E)
+        ask = model.merger.readout.ask[0].train()
+        normalised[norm] = ask(queries).detach()
+        assert isinstance(ask, torch.nn.BatchNorm1d if norm == "batch" else torch.nn.LayerNorm)
+    gap = {k: (v[0] - v[1]).abs().mean().item() for k, v in normalised.items()}
+    assert gap["batch"] > 3 * gap["layer"], gap  # 0.73 against 0.17 with the tiny tokenizer
+    ask.eval()
+    assert ask(queries[:1]).shape == (1, queries.shape[1])
+    with pytest.raises(ValueError, match="merger_readout_query_norm must be layer or batch, got 'group'"):
+        tiny_model("gemma3", merger_word_readout=True, merger_readout_query=True, merger_readout_query_norm="group")
+
+
 def test_word_readout_saves_reloads_and_switches_on_over_a_checkpoint_without_it(tmp_path):
     from tempflex.assemble import _switched_on
 

@@ -69,6 +69,9 @@ class TempFlexConfig(PreTrainedConfig):
     # ... and the readout reads the prompt's text too (its choice of word depends on the question, as
     # InstructBLIP's Q-Former reads the instruction); needs merger_word_readout
     merger_readout_query: bool = False
+    # ... normalising the query per prompt ("layer") or each feature over the batch's prompts ("batch": what
+    # differs between questions, "first" or "last", is then not drowned by the text they share)
+    merger_readout_query_norm: str = "layer"
     # ... and keeps up to this many tokens of each frame apart instead of pooling them (where a thing is in the
     # frame; 0 = attention pooling); needs merger_word_readout
     merger_readout_slots: int = 0
@@ -115,6 +118,9 @@ class TempFlexConfig(PreTrainedConfig):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.merger_readout_query and not self.merger_word_readout:
             raise ValueError("merger_readout_query needs merger_word_readout: true (the query steers the readout)")
+        if self.merger_readout_query_norm not in ("layer", "batch"):
+            norm = self.merger_readout_query_norm
+            raise ValueError(f"merger_readout_query_norm must be layer or batch, got {norm!r}")
         for name in ("merger_readout_slots", "merger_readout_span"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

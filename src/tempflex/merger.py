@@ -34,6 +34,7 @@ class PatchMerger(nn.Module):
         layernorm: bool = True,
         word_readout: bool = False,
         readout_query: bool = False,
+        readout_query_norm: str = "layer",
         readout_slots: int = 0,
         readout_span: int = 0,
     ) -> None:
@@ -46,7 +47,8 @@ class PatchMerger(nn.Module):
             nn.GELU(),
             nn.Linear(hidden_dim, out_dim),
         )
-        readout = {"query": readout_query, "slots": readout_slots, "span": readout_span}
+        readout = {"query": readout_query, "query_norm": readout_query_norm, "slots": readout_slots,
+                   "span": readout_span}
         self.readout = WordReadout(out_dim, **readout) if word_readout else None
 
     def unshuffle(self, x: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:

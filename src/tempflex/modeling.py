@@ -96,6 +96,7 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
             layernorm=config.merger_layernorm,
             word_readout=config.merger_word_readout,
             readout_query=config.merger_readout_query,
+            readout_query_norm=config.merger_readout_query_norm,
             readout_slots=config.merger_readout_slots,
             readout_span=config.merger_readout_span,
         )

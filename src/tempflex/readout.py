@@ -40,7 +40,7 @@ from torch import nn
 
 class WordReadout(nn.Module):
     def __init__(self, width: int, hidden: int = 256, top: int = 64, query: bool = False, slots: int = 0,
-                 slot_width: int = 64, span: int = 0) -> None:
+                 slot_width: int = 64, span: int = 0, query_norm: str = "layer") -> None:
         super().__init__()
         self.norm = nn.LayerNorm(width)
         self.slots = slots
@@ -61,8 +61,11 @@ class WordReadout(nn.Module):
         self.say = nn.Sequential(nn.Linear(hidden, width), nn.GELU(), nn.Linear(width, width))
         self.sharpness = nn.Parameter(torch.tensor(40.0))  # logits = sharpness * cos(said vector, word row)
         self.top = top  # the word mixes the `top` likeliest words (the rest hold ~0 of the softmax)
-        # the prompt's mean embedding (E) -> a scale and a shift of the summary (2 * hidden), FiLM
-        self.ask = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, 2 * hidden)) if query else None
+        # the prompt's mean embedding (E) -> a scale and a shift of the summary (2 * hidden), FiLM; normalised per
+        # prompt, or per feature over the batch's prompts (their shared text removed: "first" and "last" differ by
+        # one token of ~40, finding 24)
+        norm = nn.BatchNorm1d(width) if query_norm == "batch" else nn.LayerNorm(width)
+        self.ask = nn.Sequential(norm, nn.Linear(width, 2 * hidden)) if query else None
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
