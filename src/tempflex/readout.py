@@ -15,7 +15,10 @@ the readout is sure, every token carries a real word embedding; the merger's own
 With ``query=True`` the readout also reads the prompt (``TempFlexForConditionalGeneration.prompt_queries``: the
 mean input embedding of the prompt's text outside the media) and lets it scale and shift the GRU's summary (FiLM,
 zero at insertion), so the word can depend on the question ("which colour appears first" or "last"), as
-InstructBLIP's Q-Former reads the instruction. Without a query it says what it would for no question.
+InstructBLIP's Q-Former reads the instruction. Without a query it says what it would for no question. The query is
+normalised per prompt (``query_norm="layer"``) or each feature over the batch's prompts (``"batch"``, running
+statistics in eval mode): prompts share most of their text, and "first" against "last" is one token of ~40, which
+the per-prompt norm left unheard (docs/tempflex_tiny.md, findings 25-26).
 
 With ``slots=S`` a frame is not pooled: each of its first S tokens (row-major on the merged grid; a frame of more
 tokens is averaged down to S in order, missing or masked ones are zeros) is projected to a few features and the
