@@ -46,7 +46,8 @@ def encode_conversation(
 ) -> EncodedConversation:
     """Token ids and labels of a whole conversation whose placeholders are filled from ``media`` in order.
     ``answer_tokens``: label only the first k tokens of each answer (the word a multiple-choice answer is scored
-    on, without the end-of-turn a frozen LLM was never taught to put there); None labels the whole answer."""
+    on, without the end-of-turn a frozen LLM was never taught to put there; with a tokenizer that keeps the space
+    before an answer as a token of its own, that space is the first token); None labels the whole answer."""
     segments = chat_segments(processor, messages)
     expanded = processor.expand_text([text for text, _ in segments], media)
     ids, labels = [], []
