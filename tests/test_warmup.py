@@ -167,3 +167,11 @@ def test_said_distance_golden_values():
     shifted = tokens + 0.5  # every dimension off by 0.5: 0.25 per dimension, in units of the spread squared
     assert abs(float(said_distance(shifted, words, 0.5)) - 1.0) < 1e-6
     assert abs(float(said_distance(shifted, words, 1.0)) - 0.25) < 1e-6
+
+def test_head_learns_at_the_largest_module_rate_not_a_parts(tmp_path, probes):
+    """A dotted entry's own rate (here the merger's norm at 0.5) is not the head's; the largest module rate is."""
+    optim = {"lr": {"vision_tower": 1e-3, "temporal": 2e-3, "merger": 1e-3, "merger.norm": 0.5},
+             "freeze": ["language_model"]}
+    trainer = OptionTrainer(load_recipe(_recipe(tmp_path, probes, optim=optim)), progress=False)
+    rates = {g["name"]: g["initial_lr"] for g in trainer.optim.param_groups}
+    assert rates["head"] == 2e-3 and rates["merger.norm"] == 0.5 and rates["merger"] == 1e-3

@@ -250,9 +250,11 @@ class OptionTrainer:
         self.head = OptionHead(self.model.config.text_config.hidden_size, tokens, len(self.data.vocab))
         groups = param_groups(self.model, recipe.optim)
         head_params = list(self.head.parameters())
-        groups += [{"params": [p for p in head_params if p.ndim >= 2], "lr": max(recipe.optim.lr.values()),
+        # the head learns at the largest module rate (a dotted part's own rate, e.g. a scalar's, is not a module's)
+        modules = [lr for name, lr in recipe.optim.lr.items() if "." not in name] or list(recipe.optim.lr.values())
+        groups += [{"params": [p for p in head_params if p.ndim >= 2], "lr": max(modules),
                     "weight_decay": recipe.optim.weight_decay, "name": "head"},
-                   {"params": [p for p in head_params if p.ndim < 2], "lr": max(recipe.optim.lr.values()),
+                   {"params": [p for p in head_params if p.ndim < 2], "lr": max(modules),
                     "weight_decay": 0.0, "name": "head"}]
         self.params = [p for g in groups for p in g["params"]]
         self.optim = torch.optim.AdamW(groups, betas=recipe.optim.betas, eps=recipe.optim.eps)
