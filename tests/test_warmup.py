@@ -168,6 +168,7 @@ def test_said_distance_golden_values():
     assert abs(float(said_distance(shifted, words, 0.5)) - 1.0) < 1e-6
     assert abs(float(said_distance(shifted, words, 1.0)) - 0.25) < 1e-6
 
+
 def test_head_learns_at_the_largest_module_rate_not_a_parts(tmp_path, probes):
     """A dotted entry's own rate (here the merger's norm at 0.5) is not the head's; the largest module rate is."""
     optim = {"lr": {"vision_tower": 1e-3, "temporal": 2e-3, "merger": 1e-3, "merger.norm": 0.5},

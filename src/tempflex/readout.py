@@ -66,7 +66,7 @@ class WordReadout(nn.Module):
         self.top = top  # the word mixes the `top` likeliest words (the rest hold ~0 of the softmax)
         # the prompt's mean embedding (E) -> a scale and a shift of the summary (2 * hidden), FiLM; normalised per
         # prompt, or per feature over the batch's prompts (their shared text removed: "first" and "last" differ by
-        # one token of ~40, finding 24)
+        # one token of ~40, findings 25-26)
         norm = nn.BatchNorm1d(width) if query_norm == "batch" else nn.LayerNorm(width)
         self.ask = nn.Sequential(norm, nn.Linear(width, 2 * hidden)) if query else None
 

@@ -20,11 +20,6 @@ from torch import nn
 from tempflex.train.recipe import MODULES, OptimSpec, RecipeError
 
 
-def module_of(model: nn.Module, name: str) -> nn.Module | None:
-    """The top-level submodule ``name``, or None when the model has none (e.g. ``temporal`` with TFF off)."""
-    return getattr(model, name, None)
-
-
 def owner(name: str, entries: list[str]) -> str | None:
     """The most specific entry that covers parameter ``name`` (the entry itself or a dotted prefix of it)."""
     covering = [e for e in entries if name == e or name.startswith(e + ".")]
