@@ -9,7 +9,7 @@ variants are kept in the JSON file, so the script resumes after an interruption.
 
     # training data: the three `tempflex probes generate` commands in recipes/tempflex-tiny/mixture_train.yaml
     .venv/bin/tempflex probes generate --out runs/probes-seed1 --seed 1 --n 1000 --split test=1.0
-    .venv/bin/python benchmarks/tff_ablation.py --test runs/probes-seed1                # the recipe: 900 steps
+    .venv/bin/python benchmarks/tff_ablation.py --test runs/probes-seed1                # the recipe: 1050 steps
     .venv/bin/python benchmarks/tff_ablation.py --test runs/probes-seed1 --steps 200 \
         --mixture runs/probes/mixture_train.yaml         # the probes alone, no curriculum (the tables in docs/)
 
@@ -116,7 +116,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--test", type=Path, default=ROOT / "runs/probes-seed1", help="probe set with a test split")
-    parser.add_argument("--steps", type=int, default=900, help="stage-0 steps per variant (the recipe's: 900)")
+    parser.add_argument("--steps", type=int, default=1050, help="stage-0 steps per variant (the recipe's: 1050)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs/ablation")
     parser.add_argument("--only", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--temporal-lr", type=float, default=None, help="TFF's learning rate (default: the recipe's)")
