@@ -7,7 +7,7 @@ with a new seed. The head reads every merged token in order, so time is visible 
 fusion along each patch's fibre before the merger. The training videos are decoded once for all variants; finished
 variants are kept in the JSON file, so the script resumes after an interruption.
 
-    # training data: the three `tempflex probes generate` commands in recipes/tempflex-tiny/mixture_train.yaml
+    # training data: the four `tempflex probes generate` commands in recipes/tempflex-tiny/mixture_train.yaml
     .venv/bin/tempflex probes generate --out runs/probes-seed1 --seed 1 --n 1000 --split test=1.0
     .venv/bin/python benchmarks/tff_ablation.py --test runs/probes-seed1                # the recipe: 1050 steps
     .venv/bin/python benchmarks/tff_ablation.py --test runs/probes-seed1 --steps 200 \
