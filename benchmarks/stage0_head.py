@@ -1,8 +1,8 @@
 """The stage-0 head's accuracy per skill on a test split, from a stage-0 run's last periodic checkpoint (the head is
 saved only there; ``final/`` holds the model alone). Camera direction is also split by whether the pan shows its
-landmark (docs/tempflex_tiny.md, findings 18-19). With ``--readout`` (a run whose model has a word readout, such as
-stage 1) also the readout's choice: the option whose first answer token it gives the highest logit, the word the
-frozen LLM is handed; a minute without the LLM's layers against several for ``tempflex probes eval``.
+landmark (docs/tempflex_tiny.md). With ``--readout`` (a run whose model has the word bridge, such as stage 1) also
+the bridge's own choice: the option whose first answer token it gives the highest logit, the word the frozen LLM is
+handed; a minute without the LLM's layers against several for ``tempflex probes eval``.
 
     .venv/bin/python benchmarks/stage0_head.py recipes/tempflex-tiny/stage0_warmup.yaml --test runs/probes-seed1
     .venv/bin/python benchmarks/stage0_head.py recipes/tempflex-tiny/stage1_align.yaml --readout   # stage 1's too

@@ -10,8 +10,8 @@ If ``OUT/dedup.json`` exists (``tempflex.synth.dedup``), the QA counts leave out
 how much that was; token usage and cost always count every accepted video, since those requests were paid for.
 Rejected lines carry no ``usage``, so the cost is a lower bound when there are rejections.
 
-Prices are per 1M tokens and given by the caller: ``{"prompt": 2.50, "completion": 10.00}`` was gpt-4o's list price
-(USD) at the time of writing, an example to check against the provider's page, not a default.
+Prices are per 1M tokens and given by the caller, e.g. ``{"prompt": 2.50, "completion": 10.00}`` (USD, the shape of
+a provider's price list; check the provider's page): there is no default.
 """
 
 from __future__ import annotations
