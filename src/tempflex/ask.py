@@ -36,6 +36,8 @@ class Answer:
     visual_tokens: int  # visual tokens that reached the LLM
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
     budget: dict | None = None  # with a token budget: budget, visual_tokens, tag_tokens, total (<= budget), ...
+    # with options: each option's log-probability (log-softmax over the LLM's vocabulary at its answer token)
+    option_logprobs: list[float] | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -151,14 +153,17 @@ class Asker:
             if options:
                 tokens = answer_tokens(self.processor, options)
                 out = self.model(**with_lead(inputs, tokens.lead, self.model), use_cache=False, logits_to_keep=1)
-                choice = answer = options[int(out.logits[0, -1, tokens.ids].argmax())]
+                logprobs = out.logits[0, -1].float().log_softmax(-1)[tokens.ids]  # (options,)
+                scores = [float(v) for v in logprobs]
+                choice = answer = options[int(logprobs.argmax())]
             else:
                 generated = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
                 new = generated[0, inputs["input_ids"].shape[1] :]
                 choice, answer = None, self.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
+                scores = None
         timings = {"decode": media.seconds, **{k: float(v) for k, v in timer.seconds.items()},
                    "total": media.seconds + time.perf_counter() - start}
-        return Answer(question, answer, choice, media.path, media.frames, visual, timings, spent)
+        return Answer(question, answer, choice, media.path, media.frames, visual, timings, spent, scores)
 
 
 @dataclass
