@@ -12,7 +12,6 @@ Shapes: B questions in a batch, K options, V vocabulary.
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 
 from tempflex.answers import AnswerTokens, answer_tokens, with_lead
+from tempflex.eval.stats import accuracy_bars, wilson
 from tempflex.video import load_video
 
 
@@ -69,17 +69,6 @@ class EvalReport:
 
     def to_json(self) -> dict:
         return asdict(self)
-
-
-def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a binomial proportion (sound at 0 and 1 successes, unlike the normal one)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = correct / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def read_split(data: Path, split: str, limit: int | None = None) -> list[dict]:
@@ -184,27 +173,11 @@ def summarise(predictions: list[Prediction], **meta) -> EvalReport:
 
 
 def plot_report(report: EvalReport, path: Path, title: str | None = None) -> Path:
-    """Bar chart: accuracy per skill with its 95 % interval, chance marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Bar chart: accuracy per skill with its 95 % interval, chance marked (temporal skills blue, controls grey)."""
     skills = report.skills
-    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(skills) + 2), 4))
-    xs = range(len(skills))
-    acc = [s.accuracy for s in skills]
-    err = [[s.accuracy - s.ci_low for s in skills], [s.ci_high - s.accuracy for s in skills]]
-    colours = ["tab:blue" if s.temporal else "tab:gray" for s in skills]
-    ax.bar(xs, acc, yerr=err, color=colours, capsize=3)
-    for x, s in zip(xs, skills):
-        ax.hlines(s.chance, x - 0.4, x + 0.4, colors="tab:red", linestyles="dashed")
-    ax.set_xticks(list(xs), [s.skill for s in skills], rotation=35, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("accuracy (95 % CI); red: chance")
-    ax.set_title(title or f"{Path(report.model).name or 'model'} on {report.split} ({report.frames} frames)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return accuracy_bars(
+        path, [s.skill for s in skills], [s.accuracy for s in skills], [s.ci_low for s in skills],
+        [s.ci_high for s in skills], chance=[s.chance for s in skills],
+        colours=["tab:blue" if s.temporal else "tab:gray" for s in skills],
+        title=title or f"{Path(report.model).name or 'model'} on {report.split} ({report.frames} frames)",
+        ylabel="accuracy (95 % CI); red: chance")
