@@ -118,7 +118,10 @@ def create_app(settings: ServeSettings, engine: Engine | None = None):
             media = await asyncio.wait_for(decoding, timeout=max(0.0, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             raise engine_timeout() from None
-        return chat.build_job(body, media, engine.asker.processor, settings, deadline), media
+        try:
+            return chat.build_job(body, media, engine.asker.processor, settings, deadline), media
+        except ValueError as err:  # options that one token cannot tell apart, a bad budget spec, ...
+            raise APIError(400, str(err), code="invalid_request") from None
 
     def engine_timeout() -> APIError:
         return APIError(504, f"the request took longer than --request-timeout {settings.request_timeout:g} s",

@@ -130,8 +130,8 @@ def parse_request(raw: bytes) -> ChatRequest:
     try:
         request = ChatRequest.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        first = max(err.errors(), key=lambda e: len(e["loc"]))  # the deepest: inside the union branch that fits
+        where = ".".join(str(p) for p in first["loc"] if isinstance(p, int) or p.isidentifier())
         raise APIError(422, f"{where}: {first['msg']}", param=where, code="invalid_value") from None
     if request.structured_outputs is not None and request.guided_choice is not None:
         raise APIError(422, "give structured_outputs.choice or guided_choice, not both", param="guided_choice")
