@@ -85,7 +85,7 @@ class Ticket:
 class Engine:
     """Owns the loaded ``Asker`` and the worker thread (see the module docstring)."""
 
-    def __init__(self, asker, settings: ServeSettings) -> None:
+    def __init__(self, asker, settings: ServeSettings, *, start: bool = True) -> None:
         self.asker = asker
         self.settings = settings
         self._jobs: deque[Job] = deque()
@@ -94,6 +94,11 @@ class Engine:
         self._closed = False
         self.batches: list[int] = []  # sizes of the batches run so far (for /health and the benchmark)
         self._worker = threading.Thread(target=self._run, name="tempflex-engine", daemon=True)
+        if start:
+            self._worker.start()
+
+    def start(self) -> None:
+        """Start the worker (an engine built with ``start=False`` only queues until then)."""
         self._worker.start()
 
     @property
@@ -134,7 +139,8 @@ class Engine:
         with self._ready:
             self._closed = True
             self._ready.notify_all()
-        self._worker.join(timeout=30)
+        if self._worker.is_alive():
+            self._worker.join(timeout=30)
 
     # -- the worker --------------------------------------------------------------------------------------------------
     def _take(self) -> list[Job] | None:
