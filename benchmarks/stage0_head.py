@@ -40,8 +40,7 @@ def readout_accuracy(model, processor, data, records: list[dict], batch: int = 6
     for start in range(0, len(data), batch):
         index = torch.arange(start, min(start + batch, len(data)))
         patches, grids, *_, prompt = data.batch(index)
-        logits: list[torch.Tensor] = []
-        visual_tokens(model, patches, grids, len(index), logits, prompt)
+        _, logits = visual_tokens(model, patches, grids, len(index), prompt)  # (n, W) the bridge's
         for i, row in zip(index.tolist(), logits):
             options = tuple(records[i]["options"])
             if options not in spoken:
@@ -89,7 +88,7 @@ def main() -> None:
             from tempflex.modeling import TempFlexForConditionalGeneration
 
             model = TempFlexForConditionalGeneration.from_pretrained(final)
-        if model.merger.readout is None:
+        if model.bridge is None:
             raise SystemExit(f"error: the model of {recipe.output_dir} has no word readout")
         scored = readout_accuracy(model, processor, test, tests)
         source = final if final.is_dir() else found[-1].parent

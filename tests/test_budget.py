@@ -449,28 +449,28 @@ def test_pipeline_with_the_whole_budget_equals_the_processor_path(tiny, clip):
 
 
 @pytest.mark.parametrize(("query", "slots", "span"), [(False, 0, 0), (True, 0, 0), (False, 4, 0), (True, 4, 8)])
-def test_pipeline_word_readout_reads_only_the_kept_tokens(clip, query, slots, span):
-    """With a word readout (tempflex-tiny has one) the LLM gets the kept tokens plus the word read from them
+def test_pipeline_word_bridge_reads_only_the_kept_tokens(clip, query, slots, span):
+    """With a word bridge (tempflex-tiny has one) the LLM gets the kept tokens plus the word read from them
     alone (and from the prompt, when it reads prompts; in their places on the frame, when it keeps places apart),
     so a small budget cannot smuggle the whole video in; the whole budget is the processor's path."""
-    model, processor = tiny_model("gemma3", video_timestamps=True, merger_word_readout=True,
-                                  merger_readout_query=query, merger_readout_slots=slots, merger_readout_span=span)
+    model, processor = tiny_model("gemma3", video_timestamps=True, bridge={"query": query, "slots": slots, "span": span})
     model.eval()
     if query:
         with torch.no_grad():
-            model.merger.readout.ask[1].weight.normal_()  # the prompt steers the word (zero at insertion)
+            model.bridge.ask[1].weight.normal_()  # the prompt steers the word (zero at insertion)
     inputs, info = BudgetPipeline.from_spec("flux:30,timestamps=none").prepare(model, processor, clip, "Q")
-    raw = encode_clip(model, processor, clip)  # before the readout
+    raw = encode_clip(model, processor, clip)  # before the bridge
     t, r, c = torch.tensor(info["positions"]).unbind(dim=1)
     kept = raw.tokens[raw.frame_index()[t, r, c]]  # (V, E)
     mask = inputs["input_ids"] == processor.video_token_id
-    prompt = model.prompt_queries(inputs["input_ids"])[0] if query else None
+    ids = inputs["input_ids"][0]  # (L,)
     places = r * raw.grid[1] + c
-    torch.testing.assert_close(inputs["inputs_embeds"][mask], model.read_out(kept, t, prompt, places))
+    torch.testing.assert_close(inputs["inputs_embeds"][mask], model.apply_bridge(kept, t, places=places, input_ids=ids))
     if slots:  # the places matter: the same tokens in the first places of their frames say another word
         with torch.no_grad():
-            model.merger.readout.standardise.running_var.fill_(1e-4)
-        assert not torch.allclose(model.read_out(kept, t, prompt, places), model.read_out(kept, t, prompt))
+            model.bridge.standardise.running_var.fill_(1e-4)
+        assert not torch.allclose(model.apply_bridge(kept, t, places=places, input_ids=ids),
+                                  model.apply_bridge(kept, t, input_ids=ids))
     whole, _ = BudgetPipeline.from_spec("uniform:10000").prepare(model, processor, clip, "What happens?")
     reference = processor(processor.apply_chat_template([{"role": "user", "content": "<video>\nWhat happens?"}]),
                           videos=[clip])

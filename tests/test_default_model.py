@@ -22,7 +22,7 @@ EXAMPLE_QUESTIONS = [json.loads(line) for line in (EXAMPLES / "questions.jsonl")
 
 def test_default_model_is_small_linked_and_carded() -> None:
     config = json.loads((DEFAULT_MODEL / "config.json").read_text())
-    assert config["text_source"] == "gemma3-270m" and config["tff_enabled"] and config["merger_word_readout"]
+    assert config["text_source"] == "gemma3-270m" and config["tff_enabled"] and config["bridge"]
     assert (DEFAULT_MODEL / "model.safetensors").stat().st_size < 20e6
     card = (DEFAULT_MODEL / "README.md").read_text()
     assert "stage0_warmup.yaml" in card and "stage1_align.yaml" in card and "limits" in card.lower()

@@ -132,37 +132,37 @@ def test_save_and_reload_bit_exact(tmp_path, text):
         assert torch.equal(model(**batch).logits, again(**batch).logits)
 
 
-def test_read_out_reads_exactly_the_tokens_it_is_given():
-    """read_out over every token equals the model's own readout; over a subset it equals the readout of a video
-    made of those tokens only (dropped tokens leave no trace); a model without a readout returns its input."""
-    model, proc = tiny_model("gemma3", merger_word_readout=True)
+def test_apply_bridge_reads_exactly_the_tokens_it_is_given():
+    """apply_bridge over every token equals forward's bridging; over a subset it equals the bridge of a video made
+    of those tokens only (dropped tokens leave no trace); a model without a bridge returns its input."""
+    model, proc = tiny_model("gemma3", bridge={})
     model.eval()
     rng = np.random.default_rng(0)
     batch = proc(text=["<video>"], videos=[np.stack([random_image(rng, 64, 64) for _ in range(4)])])
     pixels, grid = batch["pixel_values_videos"], batch["video_grid_thw"]  # 4 frames of 2 x 2 merged tokens
     with torch.no_grad():
-        raw = model.get_visual_features(pixels, grid, video=True, readout=False)  # (16, E)
-        full = model.get_visual_features(pixels, grid, video=True)  # (16, E)
+        raw = model.get_visual_features(pixels, grid, video=True)  # (16, E), the paper's tokens
+        full = model(**batch).video_embeds  # (16, E), bridged
         frames = torch.arange(4).repeat_interleave(4)  # (16,)
-        torch.testing.assert_close(model.read_out(raw, frames), full)
+        torch.testing.assert_close(model.apply_bridge(raw, frames), full)
         keep = torch.tensor([0, 3, 9, 10, 11])  # frames 0, 0, 2, 2, 2: frames 1 and 3 are dropped
-        some = model.read_out(raw[keep], frames[keep])
+        some = model.apply_bridge(raw[keep], frames[keep])
         padded = torch.stack([raw[[0, 3, 0]], raw[[9, 10, 11]]])  # (2, 3, E): frame 0 padded with a junk token
         mask = torch.tensor([[True, True, False], [True, True, True]])
-        word = model.merger.readout.words([padded], model.get_input_embeddings(), [mask])[0][0]  # (E,)
+        word = model.bridge.words([padded], model.get_input_embeddings(), [mask])[0][0]  # (E,)
         torch.testing.assert_close(some, raw[keep] + word)
         assert not torch.allclose(some, full[keep])  # the word of the whole video is another
     plain, _ = tiny_model("gemma3")
     tokens = torch.randn(5, plain.config.text_config.hidden_size)
-    assert torch.equal(plain.read_out(tokens, torch.zeros(5, dtype=torch.long)), tokens)
+    assert plain.bridge is None and torch.equal(plain.apply_bridge(tokens, torch.zeros(5, dtype=torch.long)), tokens)
 
 
-def test_readout_query_reads_the_prompt_outside_the_media():
-    """merger_readout_query: at insertion the word is the question-blind one; once trained, another question
-    gives another word through forward(); the query skips the video block (separators, tags), so it does not
-    change with the number of frames."""
-    model, proc = tiny_model("gemma3", merger_word_readout=True, merger_readout_query=True, video_timestamps=True)
-    blind, _ = tiny_model("gemma3", merger_word_readout=True)
+def test_bridge_query_reads_the_prompt_outside_the_media():
+    """bridge.query: at insertion the word is the question-blind one; once trained, another question gives another
+    word through forward(); the query skips the video block (separators, tags), so it does not change with the
+    number of frames."""
+    model, proc = tiny_model("gemma3", bridge={"query": True}, video_timestamps=True)
+    blind, _ = tiny_model("gemma3", bridge={})
     model.eval()
     rng = np.random.default_rng(0)
     video = np.stack([random_image(rng, 64, 64) for _ in range(4)])
@@ -170,69 +170,70 @@ def test_readout_query_reads_the_prompt_outside_the_media():
              for w in ("first", "last")]
     batch = proc(text=texts, videos=[video, video])
     pixels, grid = batch["pixel_values_videos"], batch["video_grid_thw"]
-    queries = model.prompt_queries(batch["input_ids"], batch["attention_mask"])  # (2, E)
+    queries = model.bridge_queries(batch["input_ids"], batch["attention_mask"])  # (2, E)
+    embed = model.get_input_embeddings()
     with torch.no_grad():
-        start = model.get_visual_features(pixels, grid, video=True, queries=queries).view(2, 16, -1)
+        raw = model.get_visual_features(pixels, grid, video=True)  # (32, E)
+        start = model.bridge.apply(raw, grid, embed, queries)[0].view(2, 16, -1)
         torch.testing.assert_close(start[0], start[1])  # FiLM is zero at insertion
-        model.merger.readout.ask[1].weight.normal_()
-        steered = model.get_visual_features(pixels, grid, video=True, queries=queries).view(2, 16, -1)
+        model.bridge.ask[1].weight.normal_()
+        steered = model.bridge.apply(raw, grid, embed, queries)[0].view(2, 16, -1)
         assert not torch.allclose(steered[0], steered[1])
         # forward() gives each video its own row's query
         out = model(**batch, output_hidden_states=False)
         assert out.video_embeds is not None and torch.allclose(out.video_embeds.view(2, 16, -1), steered, atol=1e-5)
     # the query is the text around the video, not its inner separators and tags: two frames give the same query
     short = proc(text=texts[:1], videos=[video[:2]])
-    torch.testing.assert_close(model.prompt_queries(short["input_ids"])[0], queries[0])
+    torch.testing.assert_close(model.bridge_queries(short["input_ids"])[0], queries[0])
     # a checkpoint of a question-blind readout loads into a config that switches the query on
     from tempflex.assemble import _switched_on
 
-    assert _switched_on("merger.readout.ask.1.weight", blind.state_dict())
-    with pytest.raises(ValueError, match="needs merger_word_readout"):
-        tiny_model("gemma3", merger_readout_query=True)
+    assert _switched_on("bridge.ask.1.weight", blind.state_dict())
+    with pytest.raises(ValueError, match="unknown fields"):
+        tiny_model("gemma3", bridge={"querry": True})
 
 
 def test_batch_normalised_query_tells_questions_apart_by_what_differs():
-    """merger_readout_query_norm: batch: "first" and "last" prompts share all their text but a word; normalised per
+    """bridge.query_norm: batch: "first" and "last" prompts share all their text but a word; normalised per
     prompt their queries are nearly the same, standardised over the batch they differ by ~1 in every feature the
     word moves. In eval mode the running statistics stand in, so a single question is read alone."""
     texts = [f"<video>\nWhich colour appears {w}?\nOptions: red, blue, green, cyan." for w in ("first", "last")]
     normalised = {}
     for norm in ("layer", "batch"):
-        model, proc = tiny_model("gemma3", merger_word_readout=True, merger_readout_query=True,
-                                 merger_readout_query_norm=norm)
+        model, proc = tiny_model("gemma3", bridge={"query": True, "query_norm": norm})
         ids = proc.tokenizer([proc.apply_chat_template([{"role": "user", "content": t}]) for t in texts],
                              padding=True, return_tensors="pt")
-        queries = model.prompt_queries(ids["input_ids"], ids["attention_mask"])  # (2, E)
-        ask = model.merger.readout.ask[0].train()
+        queries = model.bridge_queries(ids["input_ids"], ids["attention_mask"])  # (2, E)
+        ask = model.bridge.ask[0].train()
         normalised[norm] = ask(queries).detach()
         assert isinstance(ask, torch.nn.BatchNorm1d if norm == "batch" else torch.nn.LayerNorm)
     gap = {k: (v[0] - v[1]).abs().mean().item() for k, v in normalised.items()}
     assert gap["batch"] > 3 * gap["layer"], gap  # 0.73 against 0.17 with the tiny tokenizer
     ask.eval()
     assert ask(queries[:1]).shape == (1, queries.shape[1])
-    with pytest.raises(ValueError, match="merger_readout_query_norm must be layer or batch, got 'group'"):
-        tiny_model("gemma3", merger_word_readout=True, merger_readout_query=True, merger_readout_query_norm="group")
+    with pytest.raises(ValueError, match="bridge.query_norm must be layer or batch, got 'group'"):
+        tiny_model("gemma3", bridge={"query": True, "query_norm": "group"})
 
 
-def test_word_readout_saves_reloads_and_switches_on_over_a_checkpoint_without_it(tmp_path):
+def test_word_bridge_saves_reloads_and_switches_on_over_a_checkpoint_without_it(tmp_path):
     from tempflex.assemble import _switched_on
 
     rng = np.random.default_rng(7)
-    model, proc = tiny_model("gemma3", merger_word_readout=True)
+    model, proc = tiny_model("gemma3", bridge={})
     with torch.no_grad():
-        model.merger.readout.sharpness.fill_(23.0)  # not the value at insertion: must come back from the file
+        model.bridge.sharpness.fill_(23.0)  # not the value at insertion: must come back from the file
     model.eval().save_pretrained(tmp_path)
     proc.save_pretrained(tmp_path)
     again = TempFlexForConditionalGeneration.from_pretrained(tmp_path).eval()
-    assert float(again.merger.readout.sharpness) == 23.0
+    assert float(again.bridge.sharpness) == 23.0
     batch = _batch(TempFlexProcessor.from_pretrained(tmp_path), rng)
-    with torch.no_grad():  # equal weights (checked); the readout's vocabulary matmuls differ by ~2e-7 across instances
+    with torch.no_grad():  # equal weights (checked); the bridge's vocabulary matmuls differ by ~2e-7 across instances
         assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
         torch.testing.assert_close(model(**batch).logits, again(**batch).logits, rtol=0, atol=1e-6)
-    # a linked checkpoint without the readout may switch it on; one that has part of it may not lose the rest
-    without = {k: v for k, v in model.state_dict().items() if not k.startswith("merger.readout.")}
-    assert _switched_on("merger.readout.query", without) and _switched_on("temporal.layers.0.x", {})
-    assert not _switched_on("merger.readout.query", {"merger.readout.sharpness": 1})
+    # a linked checkpoint without the bridge may switch it on; one that has part of it may not lose the rest
+    without = {k: v for k, v in model.state_dict().items() if not k.startswith("bridge.")}
+    assert _switched_on("bridge.query", without) and _switched_on("temporal.layers.0.x", {})
+    assert not _switched_on("bridge.query", {"bridge.sharpness": 1})
     assert not _switched_on("merger.mlp.0.weight", without)
 
 
@@ -317,3 +318,31 @@ def test_pixels_without_grids_are_a_clear_error():
     del batch["image_grid_thw"]
     with pytest.raises(ValueError, match="pass image_grid_thw"):
         model(**batch)
+
+
+def test_a_checkpoint_of_the_older_layout_loads_its_bridge_unchanged(tmp_path):
+    """Checkpoints saved when the word bridge lived inside the merger (``merger.readout.*`` weights, flat
+    ``merger_word_readout`` / ``merger_readout_*`` config fields) load into today's layout with the same outputs."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from tempflex.assemble import rename_legacy
+
+    model, proc = tiny_model("gemma3", bridge={"query": True, "slots": 2})
+    with torch.no_grad():
+        model.bridge.ask[1].weight.normal_()
+    model.save_pretrained(tmp_path)
+    proc.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    old = {("merger.readout." + k[len("bridge."):] if k.startswith("bridge.") else k): v for k, v in state.items()}
+    assert rename_legacy(old) == state
+    config = json.loads((tmp_path / "config.json").read_text())
+    bridge = config.pop("bridge")
+    config.update(merger_word_readout=True, merger_readout_query=bridge["query"], merger_readout_slots=bridge["slots"])
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    save_file(old, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    again = TempFlexForConditionalGeneration.from_pretrained(tmp_path).eval()  # (a wheel-linked model: load_linked)
+    assert again.config.bridge_config == model.config.bridge_config
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert torch.equal(a, b), name

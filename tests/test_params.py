@@ -15,7 +15,7 @@ FROZEN = ["vision_tower", "temporal", "language_model"]
 
 @pytest.fixture
 def model():
-    model, _ = tiny_model("gemma3", merger_word_readout=True, merger_readout_slots=2, merger_readout_span=4)
+    model, _ = tiny_model("gemma3", bridge={"slots": 2, "span": 4})
     return model
 
 
@@ -24,34 +24,35 @@ def _trained(model) -> set[str]:
 
 
 def test_a_dotted_entry_trains_that_part_alone(model) -> None:
-    optim = OptimSpec(lr={"merger.readout.say": 1e-3, "merger.readout.sharpness": 1e-2}, freeze=[*FROZEN, "merger"],
+    optim = OptimSpec(lr={"bridge.say": 1e-3, "bridge.sharpness": 1e-2}, freeze=[*FROZEN, "merger", "bridge"],
                       weight_decay=0.1)
     check_modules(optim)
     counts = apply_freeze(model, optim)
-    say = {f"merger.readout.say.{n}" for n, _ in model.merger.readout.say.named_parameters()}
-    assert _trained(model) == say | {"merger.readout.sharpness"}
-    assert counts == {"merger.readout.say": sum(p.numel() for p in model.merger.readout.say.parameters()),
-                      "merger.readout.sharpness": 1}
+    say = {f"bridge.say.{n}" for n, _ in model.bridge.say.named_parameters()}
+    assert _trained(model) == say | {"bridge.sharpness"}
+    assert counts == {"bridge.say": sum(p.numel() for p in model.bridge.say.parameters()),
+                      "bridge.sharpness": 1}
     groups = param_groups(model, optim)
     assert [(g["name"], g["lr"], g["weight_decay"], len(g["params"])) for g in groups] == [
-        ("merger.readout.sharpness", 1e-2, 0.0, 1),
-        ("merger.readout.say", 1e-3, 0.1, 2), ("merger.readout.say", 1e-3, 0.0, 2)]
+        ("bridge.sharpness", 1e-2, 0.0, 1),
+        ("bridge.say", 1e-3, 0.1, 2), ("bridge.say", 1e-3, 0.0, 2)]
 
 
 def test_the_most_specific_entry_wins(model) -> None:
-    optim = OptimSpec(lr={"merger": 1e-3}, freeze=[*FROZEN, "merger.readout.standardise", "merger.mlp"])
+    optim = OptimSpec(lr={"merger": 1e-3, "bridge": 1e-3}, freeze=[*FROZEN, "bridge.standardise", "merger.mlp"])
     apply_freeze(model, optim)
     trained = _trained(model)
-    assert "merger.readout.down.weight" in trained and "merger.norm.weight" in trained
-    assert not any(n.startswith(("merger.readout.standardise.", "merger.mlp.", "language_model.")) for n in trained)
+    assert "bridge.down.weight" in trained and "merger.norm.weight" in trained
+    assert not any(n.startswith(("bridge.standardise.", "merger.mlp.", "language_model.")) for n in trained)
 
 
 @pytest.mark.parametrize(
     ("lr", "freeze", "message"),
     [
-        ({"merger.readout.sayy": 1e-3}, [*FROZEN, "merger"],
-         "optim.lr.merger.readout.sayy: the model has no parameters under 'merger.readout.sayy'"),
-        ({"merger": 1e-3}, [*FROZEN, "merger.nothing"], "optim.freeze: the model has no parameters under"),
+        ({"bridge.sayy": 1e-3}, [*FROZEN, "merger", "bridge"],
+         "optim.lr.bridge.sayy: the model has no parameters under 'bridge.sayy'"),
+        ({"merger": 1e-3}, [*FROZEN, "bridge", "merger.nothing"], "optim.freeze: the model has no parameters under"),
+        ({"merger": 1e-3}, FROZEN, "optim.lr.bridge: the model has a bridge: give it a learning rate or list it"),
     ],
 )
 def test_a_path_the_model_lacks_is_named(model, lr, freeze, message) -> None:
@@ -66,9 +67,8 @@ def test_a_path_the_model_lacks_is_named(model, lr, freeze, message) -> None:
     [
         ({"decoder.say": 1e-3}, [*FROZEN, "merger"], "optim.lr.decoder.say: unknown module"),
         ({"merger..say": 1e-3}, [*FROZEN, "merger"], "optim.lr.merger..say: unknown module"),
-        ({"merger.readout": 1e-3}, FROZEN, "optim.lr.merger: give the module a learning rate"),
-        ({"merger.readout": 1e-3}, [*FROZEN, "merger", "merger.readout"],
-         "optim.lr.merger.readout: the module is also listed"),
+        ({"bridge": 1e-3}, FROZEN, "optim.lr.merger: give the module a learning rate"),
+        ({"bridge": 1e-3}, [*FROZEN, "merger", "bridge"], "optim.lr.bridge: the module is also listed"),
     ],
 )
 def test_recipe_checks_dotted_entries(lr, freeze, message) -> None:
@@ -78,11 +78,11 @@ def test_recipe_checks_dotted_entries(lr, freeze, message) -> None:
 
 def test_a_frozen_batchnorm_keeps_its_statistics_in_training(model) -> None:
     """Training the readout's output through a batch of a few videos must not renormalise its input with them."""
-    readout = model.merger.readout
+    readout = model.bridge
     with torch.no_grad():
         readout.standardise.running_mean.normal_()
         readout.standardise.running_var.uniform_(0.5, 2)
-    optim = OptimSpec(lr={"merger.readout.say": 1e-2}, freeze=[*FROZEN, "merger"])
+    optim = OptimSpec(lr={"bridge.say": 1e-2}, freeze=[*FROZEN, "merger", "bridge"])
     apply_freeze(model, optim)
     train_mode(model)
     assert model.training and readout.training and readout.say.training
@@ -106,9 +106,9 @@ def test_a_frozen_batchnorm_keeps_its_statistics_in_training(model) -> None:
 
 
 def test_train_mode_trains_a_trained_batchnorm(model) -> None:
-    apply_freeze(model, OptimSpec(lr={"merger": 1e-3}, freeze=FROZEN))
+    apply_freeze(model, OptimSpec(lr={"merger": 1e-3, "bridge": 1e-3}, freeze=FROZEN))
     train_mode(model)
-    assert model.merger.readout.standardise.training
+    assert model.bridge.standardise.training
 
 
 def test_tempflex_tiny_stage2_trains_only_the_readouts_output(tmp_path) -> None:
@@ -123,6 +123,6 @@ def test_tempflex_tiny_stage2_trains_only_the_readouts_output(tmp_path) -> None:
     model, _ = tiny_model("gemma3", **stage1.model.config)
     apply_freeze(model, stage2.optim)
     train_mode(model)
-    parts = ("merger.readout.say.", "merger.readout.ask.", "merger.readout.sharpness")
+    parts = ("bridge.say.", "bridge.ask.", "bridge.sharpness")
     assert _trained(model) == {n for n, _ in model.named_parameters() if n.startswith(parts)}
-    assert not model.merger.readout.standardise.training and model.merger.readout.say.training
+    assert not model.bridge.standardise.training and model.bridge.say.training

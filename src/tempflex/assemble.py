@@ -13,6 +13,7 @@ model then records it in ``config.text_source`` and, while the LLM stays frozen,
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -25,7 +26,7 @@ from transformers import (
 )
 
 from tempflex.configuration import TempFlexConfig
-from tempflex.modeling import TempFlexForConditionalGeneration
+from tempflex.modeling import LEGACY_KEYS, TempFlexForConditionalGeneration
 from tempflex.processing import ProcessorSettings, TempFlexProcessor
 from tempflex.vision.encoder import extend_position_table
 from tempflex.weights import WHEEL_LLMS, load_wheel_llm, load_wheel_tokenizer
@@ -141,7 +142,17 @@ def assemble(
 
 
 # modules a config override can switch on over a checkpoint saved without them; they start as at insertion
-SWITCHABLE = ("temporal", "merger.readout", "merger.readout.ask")
+SWITCHABLE = ("temporal", "bridge", "bridge.ask")
+
+
+def rename_legacy(state: dict) -> dict:
+    """``state`` with the weight names of an older checkpoint layout mapped to today's (``LEGACY_KEYS``)."""
+    out = {}
+    for key, value in state.items():
+        for pattern, new in LEGACY_KEYS.items():
+            key = re.sub(pattern, new, key)
+        out[key] = value
+    return out
 
 
 def _switched_on(key: str, state: dict) -> bool:
@@ -165,7 +176,7 @@ def load_linked(directory: str | Path, config: TempFlexConfig, dtype: torch.dtyp
     grow_embeddings(language_model, config.text_config.vocab_size)
     config.text_config = language_model.config
     model = TempFlexForConditionalGeneration(config, language_model=language_model)
-    state = load_file(weights)
+    state = rename_legacy(load_file(weights))
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("language_model.") and not _switched_on(k, state)]
     if missing or unexpected:

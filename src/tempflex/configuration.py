@@ -15,6 +15,7 @@ from typing import Literal
 from transformers import AutoConfig, PreTrainedConfig, Siglip2VisionConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from tempflex.bridge.config import WordBridgeConfig, bridge_from_legacy
 from tempflex.temporal.tff import FIBRES
 
 # siglip2-so400m-patch16-naflex, the paper's encoder; the attention-pooling head is not used by an MLLM.
@@ -63,21 +64,9 @@ class TempFlexConfig(PreTrainedConfig):
     merge_size: int = 2  # side of the unshuffle window in patches
     merger_hidden: int | None = None  # hidden width of the MLP; None = LLM width
     merger_layernorm: bool = True  # LayerNorm over D on each patch, before the unshuffle
-    # Not in the paper: each item's tokens also say one soft word of the LLM's vocabulary, added to every token
-    # (tempflex.readout; tempflex-tiny's bridge to a frozen small LLM)
-    merger_word_readout: bool = False
-    # ... and the readout reads the prompt's text too (its choice of word depends on the question, as
-    # InstructBLIP's Q-Former reads the instruction); needs merger_word_readout
-    merger_readout_query: bool = False
-    # ... normalising the query per prompt ("layer") or each feature over the batch's prompts ("batch": what
-    # differs between questions, "first" or "last", is then not drowned by the text they share)
-    merger_readout_query_norm: str = "layer"
-    # ... and keeps up to this many tokens of each frame apart instead of pooling them (where a thing is in the
-    # frame; 0 = attention pooling); needs merger_word_readout
-    merger_readout_slots: int = 0
-    # ... and reads the video resampled to this many time steps at once instead of by a GRU over its frames
-    # (0 = the GRU); needs merger_word_readout
-    merger_readout_span: int = 0
+    # Not in the paper: the word bridge after the merger (tempflex.bridge.WordBridgeConfig's fields; tempflex-tiny's
+    # bridge to a frozen small LLM). None: no bridge, the paper's model.
+    bridge: dict | None = None
 
     # Visual token limits, in merged tokens (4 patches each)
     image_min_tokens: int = 4  # a 64x64 image
@@ -103,6 +92,11 @@ class TempFlexConfig(PreTrainedConfig):
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
+        legacy = bridge_from_legacy(kwargs)  # an older config's flat merger_*readout* fields
+        if legacy is not None and self.bridge is None:
+            self.bridge = legacy
+        if isinstance(self.bridge, WordBridgeConfig):
+            self.bridge = self.bridge.to_dict()
         super().__post_init__(**kwargs)
         self.tff_frequencies = tuple(int(w) for w in self.tff_frequencies)
         self.tff_fibres = tuple(self.tff_fibres)
@@ -113,20 +107,12 @@ class TempFlexConfig(PreTrainedConfig):
         self._check()
 
     def _check(self) -> None:
-        for name in ("vision_dual_patch_norm", "vision_glpe", "merger_word_readout", "merger_readout_query"):
+        for name in ("vision_dual_patch_norm", "vision_glpe"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.merger_readout_query and not self.merger_word_readout:
-            raise ValueError("merger_readout_query needs merger_word_readout: true (the query steers the readout)")
-        if self.merger_readout_query_norm not in ("layer", "batch"):
-            norm = self.merger_readout_query_norm
-            raise ValueError(f"merger_readout_query_norm must be layer or batch, got {norm!r}")
-        for name in ("merger_readout_slots", "merger_readout_span"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
-            if value and not self.merger_word_readout:
-                raise ValueError(f"{name} needs merger_word_readout: true (it shapes the readout)")
+        if self.bridge is not None and not isinstance(self.bridge, dict):
+            raise TypeError(f"bridge must be a mapping of WordBridgeConfig fields or null, got {self.bridge!r}")
+        _ = self.bridge_config  # validates the bridge's fields
         unknown = set(self.tff_fibres) - set(FIBRES)
         if unknown or not self.tff_fibres:
             raise ValueError(f"tff_fibres must be a non-empty subset of {FIBRES}, got {list(self.tff_fibres)}")
@@ -144,6 +130,11 @@ class TempFlexConfig(PreTrainedConfig):
                 raise ValueError(f"{kind} token limits must satisfy 1 <= min <= max, got [{lo}, {hi}]")
         if self.vision_config.num_channels != 3:
             raise ValueError(f"the encoder must take RGB input, got num_channels={self.vision_config.num_channels}")
+
+    @property
+    def bridge_config(self) -> WordBridgeConfig | None:
+        """The optional word bridge's settings, validated; None for the paper's model."""
+        return None if self.bridge is None else WordBridgeConfig.from_mapping(self.bridge)
 
     @property
     def patch_size(self) -> int:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tempflex.readout import WordReadout
-
 
 class PatchMerger(nn.Module):
     """Pixel-unshuffle by ``merge_size`` then a two-layer MLP from s*s*D to the LLM width.
@@ -19,9 +17,6 @@ class PatchMerger(nn.Module):
     ``layernorm`` normalises each patch (over D) before the unshuffle, as Qwen2-VL's merger does: the encoder's
     features after TFF are a residual sum with no final norm, and the MLP trains faster on normalised input.
     The MLP's hidden width defaults to the output width (LLaVA's ``mlp2x_gelu``).
-
-    ``word_readout`` adds ``self.readout`` (``tempflex.readout.WordReadout``, not in the paper), which the model
-    applies to each item's merged tokens; it belongs to the merger so that it trains and freezes with it.
     """
 
     def __init__(
@@ -32,11 +27,6 @@ class PatchMerger(nn.Module):
         merge_size: int = 2,
         hidden_dim: int | None = None,
         layernorm: bool = True,
-        word_readout: bool = False,
-        readout_query: bool = False,
-        readout_query_norm: str = "layer",
-        readout_slots: int = 0,
-        readout_span: int = 0,
     ) -> None:
         super().__init__()
         self.merge_size = merge_size
@@ -47,9 +37,6 @@ class PatchMerger(nn.Module):
             nn.GELU(),
             nn.Linear(hidden_dim, out_dim),
         )
-        readout = {"query": readout_query, "query_norm": readout_query_norm, "slots": readout_slots,
-                   "span": readout_span}
-        self.readout = WordReadout(out_dim, **readout) if word_readout else None
 
     def unshuffle(self, x: torch.Tensor, grid_hw: tuple[int, int]) -> torch.Tensor:
         """(N, h*w, D) in row-major patch order -> (N, h/s*w/s, s*s*D).

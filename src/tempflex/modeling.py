@@ -8,6 +8,10 @@ module embeds the text (Gemma3 scales its embeddings by sqrt(E) inside that modu
 the LLM expects and visual tokens, which come from the merger, are not), its own head, loss and cache serve
 training and ``generate()``. Visual tokens replace the placeholder ids in the embedded sequence; attention stays
 causal everywhere.
+
+``self.bridge`` is an optional module that is not in the paper (``tempflex.bridge``, ``config.bridge``): it adds a
+word of the LLM's vocabulary to each item's merged tokens before they are spliced. Without it ``forward`` is the
+paper's path alone.
 """
 
 from __future__ import annotations
@@ -20,18 +24,17 @@ from torch import nn
 from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel, Siglip2VisionModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from tempflex.bridge import WordBridge
 from tempflex.configuration import TempFlexConfig
+from tempflex.errors import PlaceholderMismatchError
 from tempflex.merger import PatchMerger
-from tempflex.readout import WordReadout
 from tempflex.temporal import TemporalFiberFusion, TemporalFiberFusionLayer
 from tempflex.vision.encoder import encode_grids
 from tempflex.vision.flux_modules import init_encoder_options, install_encoder_options
 
 IGNORE_INDEX = -100
-
-
-class PlaceholderMismatchError(ValueError):
-    """The prompt's placeholder tokens and the visual features differ in number."""
+LEGACY_KEYS = {r"^merger\.readout\.": "bridge."}  # older checkpoints kept the word bridge inside the merger
+__all__ = ["IGNORE_INDEX", "PlaceholderMismatchError", "TempFlexForConditionalGeneration", "TempFlexOutput"]
 
 
 @dataclass
@@ -48,7 +51,7 @@ class TempFlexPreTrainedModel(PreTrainedModel):
     base_model_prefix = "tempflex"
     input_modalities = ("image", "video", "text")
     supports_gradient_checkpointing = True
-    _no_split_modules = ["TemporalFiberFusionLayer", "PatchMerger"]
+    _no_split_modules = ["TemporalFiberFusionLayer", "PatchMerger", "WordBridge"]
     _skip_keys_device_placement = ["past_key_values"]
     _supports_sdpa = True
     _supports_flash_attn = True
@@ -56,7 +59,7 @@ class TempFlexPreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        if isinstance(module, (TemporalFiberFusionLayer, WordReadout)):
+        if isinstance(module, (TemporalFiberFusionLayer, WordBridge)):
             module.reset_parameters()  # each module's state at insertion (near-identity TFF: tempflex.temporal.tff)
 
 
@@ -94,12 +97,9 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
             merge_size=config.merge_size,
             hidden_dim=config.merger_hidden,
             layernorm=config.merger_layernorm,
-            word_readout=config.merger_word_readout,
-            readout_query=config.merger_readout_query,
-            readout_query_norm=config.merger_readout_query_norm,
-            readout_slots=config.merger_readout_slots,
-            readout_span=config.merger_readout_span,
         )
+        bridge = config.bridge_config
+        self.bridge = None if bridge is None else WordBridge(config.text_hidden, bridge, config.merge_size)
         self.language_model = (
             language_model if language_model is not None else AutoModelForCausalLM.from_config(config.text_config)
         )
@@ -132,6 +132,7 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
             from tempflex.assemble import load_linked
 
             return load_linked(pretrained_model_name_or_path, config, kwargs.get("dtype") or torch.float32)
+        kwargs.setdefault("key_mapping", LEGACY_KEYS)
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     # -- embeddings plumbing, delegated to the LLM ------------------------------------------------------------
@@ -145,14 +146,9 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
         return self.language_model.get_output_embeddings()
 
     # -- visual path ----------------------------------------------------------------------------------------------
-    def get_visual_features(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor, *, video: bool,
-                            readout_logits: list | None = None, readout: bool = True,
-                            queries: torch.Tensor | None = None) -> torch.Tensor:
-        """Packed patches (sum F*h*w, K) with grids (N, 3) -> visual tokens (V, E), items and frames in order.
-        With the word readout on, each item's vocabulary logits (W,) are appended to ``readout_logits`` if given;
-        ``readout=False`` returns the tokens before it, for a caller that keeps only some of them and then
-        applies it to those (``read_out``); ``queries`` (N, E) are the items' prompts (``prompt_queries``) for a
-        readout that reads them (``merger_readout_query``)."""
+    def get_visual_features(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor, *, video: bool) -> torch.Tensor:
+        """Packed patches (sum F*h*w, K) with grids (N, 3) -> merged visual tokens (V, E), items and frames in order:
+        the paper's encoder, TFF (videos) and merger. An optional bridge is applied after (``forward``)."""
         if grid_thw is None:
             kind = "video_grid_thw" if video else "image_grid_thw"
             raise ValueError(f"visual pixels need their grids: pass {kind} (the processor returns it)")
@@ -161,79 +157,40 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
         if self.temporal is not None and (video or self.config.tff_on_images):
             feats = self._fuse_time(feats)
         tokens = [self.merger(item, (h, w)) for item, (_, h, w) in zip(feats, grid_thw.tolist())]  # (F, P/4, E)
-        if self.merger.readout is not None and readout:
-            tokens, logits = self.merger.readout(tokens, self.get_input_embeddings(), queries=queries)  # (N, W)
-            if readout_logits is not None:
-                readout_logits.extend(logits)
         return torch.cat([t.flatten(0, 1) for t in tokens], dim=0)  # (V, E)
 
-    def read_out(self, tokens: torch.Tensor, frames: torch.Tensor, query: torch.Tensor | None = None,
-                 places: torch.Tensor | None = None) -> torch.Tensor:
-        """Some merged tokens (V, E) of one video, before the readout, with their frame indices (V,) in
-        non-decreasing order (the prompt's query (E,), ``prompt_queries``; each token's place on its frame's merged
-        grid (V,), row * w + col, increasing within a frame) -> (V, E) with the word the readout reads from exactly
-        these tokens, as if the video had been only these: frames without tokens are skipped, a frame's dropped
-        places are masked (without ``places`` its tokens take the first places). Unchanged when the model has no
-        readout. With every token of the video, equal to ``get_visual_features``."""
-        if self.merger.readout is None or not len(tokens):
-            return tokens
-        if bool((frames[1:] < frames[:-1]).any()):
-            raise ValueError("read_out needs the tokens in frame order")
-        _, rank, counts = torch.unique_consecutive(frames, return_inverse=True, return_counts=True)  # (V,), (F',)
-        if places is None:  # each frame's tokens in the first places
-            starts = (counts.cumsum(0) - counts).repeat_interleave(counts)  # (V,) each token's frame's first index
-            places = torch.arange(len(frames), device=frames.device) - starts
-        at = rank.to(tokens.device), places.long().to(tokens.device)
-        padded = tokens.new_zeros(len(counts), int(places.max()) + 1, tokens.shape[-1])  # (F', T, E)
-        padded[at] = tokens
-        mask = torch.zeros(padded.shape[:2], dtype=torch.bool, device=tokens.device)  # (F', T)
-        mask[at] = True
-        queries = None if query is None else query[None]  # (1, E)
-        # the readout's own forward (as in get_visual_features, so hooks such as ask's stage timer see it too)
-        (read,), _ = self.merger.readout([padded], self.get_input_embeddings(), [mask], queries)  # (F', T, E)
-        return read[at]  # (V, E): each kept token plus the word
-
-    @property
-    def reads_prompts(self) -> bool:
-        """Whether the word readout reads the prompt (``merger_readout_query``): only then are queries computed."""
-        return self.merger.readout is not None and self.merger.readout.ask is not None
-
-    def prompt_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, L) prompts -> (B, E): each prompt's mean input embedding over its text outside the media, i.e.
-        the tokens before the first and after the last visual placeholder (a video's inner frame separators and
-        time tags lie between and are left out, so the query does not depend on the number of frames; its first
-        tag and last separator count); the whole text when there is none. What a readout built with
-        ``merger_readout_query`` reads."""
-        media = self._visual_mask(input_ids)  # (B, L)
-        place = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)  # (B, L)
-        big = input_ids.shape[1]
-        first = torch.where(media, place, big).amin(dim=1, keepdim=True)  # (B, 1); L when no media
-        last = torch.where(media, place, -1).amax(dim=1, keepdim=True)  # (B, 1); -1 when no media
-        keep = (place < first) | (place > last)  # (B, L)
-        if attention_mask is not None:
-            keep &= attention_mask.bool()
+    # -- the optional bridge (tempflex.bridge; not in the paper) ----------------------------------------------------
+    def bridge_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+                       ) -> torch.Tensor | None:
+        """(B, L) prompts -> (B, E), what a bridge that reads prompts reads of each; None when it reads none."""
+        if self.bridge is None or not self.bridge.reads_prompts:
+            return None
         embeds = self.get_input_embeddings()(input_ids)  # (B, L, E)
-        weights = keep.to(embeds.dtype)
-        return (embeds * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)  # (B, E)
+        return self.bridge.prompt_queries(embeds, self._visual_mask(input_ids), attention_mask)
 
-    def _item_queries(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, grid_thw: torch.Tensor,
-                      token_id: int | None) -> torch.Tensor | None:
-        """Each visual item's prompt query (N, E): items fill the rows' placeholders in order."""
-        if not self.reads_prompts or input_ids is None or grid_thw is None:
-            return None  # (a missing grid is get_visual_features' error to report)
-        rows = self.prompt_queries(input_ids, attention_mask)  # (B, E)
-        per_row = (input_ids == token_id).sum(dim=1).tolist()  # placeholders per row
-        sizes = (torch.as_tensor(grid_thw).prod(dim=-1) // self.config.merge_size**2).tolist()  # tokens per item
-        owner, row, used = [], 0, 0
-        for size in sizes:
-            while row < len(per_row) and used >= per_row[row]:
-                row, used = row + 1, 0
-            if row == len(per_row):
-                raise PlaceholderMismatchError(f"the prompts have {sum(per_row)} placeholder tokens, fewer than the "
-                                               f"{sum(sizes)} visual tokens of the media")
-            owner.append(row)
-            used += size
-        return rows[owner]
+    def _bridge(self, features: torch.Tensor, grid_thw: torch.Tensor, input_ids: torch.Tensor | None,
+                attention_mask: torch.Tensor | None, token_id: int | None) -> torch.Tensor:
+        """The merged tokens (V, E) of the batch's items with the bridge's word added; unchanged without a bridge."""
+        if self.bridge is None:
+            return features
+        queries = None
+        rows = None if input_ids is None else self.bridge_queries(input_ids, attention_mask)  # (B, E)
+        if rows is not None:
+            sizes = (torch.as_tensor(grid_thw).prod(dim=-1) // self.config.merge_size**2).tolist()  # tokens per item
+            queries = self.bridge.item_queries(rows, (input_ids == token_id).sum(dim=1).tolist(), sizes)  # (N, E)
+        return self.bridge.apply(features, grid_thw, self.get_input_embeddings(), queries)[0]
+
+    def apply_bridge(self, tokens: torch.Tensor, frames: torch.Tensor, *, places: torch.Tensor | None = None,
+                     input_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Some merged tokens (V, E) of one video, with their frame indices (V,) in order (their places on the frame's
+        merged grid (V,); the prompt (L,) they go into) -> (V, E) as the bridge makes them from exactly these tokens
+        (``WordBridge.read``), so that nothing of a dropped token reaches the LLM; unchanged without a bridge. What
+        a caller that keeps only some tokens (the token budgets) asks instead of ``forward``'s own bridging."""
+        if self.bridge is None:
+            return tokens
+        query = None if input_ids is None else self.bridge_queries(input_ids[None].to(self.device))
+        return self.bridge.read(tokens, frames, self.get_input_embeddings(), None if query is None else query[0],
+                                places)
 
     def _fuse_time(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         """TFF over every item; items of one shape share a batch (TFF mixes nothing across the batch)."""
@@ -294,13 +251,15 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
             raise ValueError("visual inputs need input_ids to locate their placeholder tokens")
         image_embeds = video_embeds = None
         if pixel_values is not None:
-            queries = self._item_queries(input_ids, attention_mask, image_grid_thw, self.config.image_token_id)
-            image_embeds = self.get_visual_features(pixel_values, image_grid_thw, video=False, queries=queries)
-            inputs_embeds = self._splice(input_ids, inputs_embeds, image_embeds, self.config.image_token_id, "image")
+            image_embeds = self.get_visual_features(pixel_values, image_grid_thw, video=False)
+            image_id = self.config.image_token_id
+            image_embeds = self._bridge(image_embeds, image_grid_thw, input_ids, attention_mask, image_id)
+            inputs_embeds = self._splice(input_ids, inputs_embeds, image_embeds, image_id, "image")
         if pixel_values_videos is not None:
-            queries = self._item_queries(input_ids, attention_mask, video_grid_thw, self.config.video_token_id)
-            video_embeds = self.get_visual_features(pixel_values_videos, video_grid_thw, video=True, queries=queries)
-            inputs_embeds = self._splice(input_ids, inputs_embeds, video_embeds, self.config.video_token_id, "video")
+            video_embeds = self.get_visual_features(pixel_values_videos, video_grid_thw, video=True)
+            video_id = self.config.video_token_id
+            video_embeds = self._bridge(video_embeds, video_grid_thw, input_ids, attention_mask, video_id)
+            inputs_embeds = self._splice(input_ids, inputs_embeds, video_embeds, video_id, "video")
         if labels is not None and input_ids is not None:
             labels = labels.masked_fill(self._visual_mask(input_ids), IGNORE_INDEX)
         out = self.language_model(

@@ -1,38 +1,28 @@
-"""WordReadout: a visual item's tokens say one soft word of the LLM's own vocabulary, added to every token.
+"""WordBridge: a visual item's tokens say one soft word of the LLM's own vocabulary, added to every token.
 
-Not in the TempFlex paper; off by default (``TempFlexConfig.merger_word_readout``). It is what lets tempflex-tiny's
-from-scratch encoder talk to a *frozen* small LLM (docs/tempflex_tiny.md, findings 11-12): with the right answer's
-input embedding written into every visual token, the frozen Gemma3-270M picks the right option of 88 % of 150 probe
-questions, while no merger trained through it learned to make itself read.
+Not in the TempFlex paper; off unless ``TempFlexConfig.bridge`` is set. It is what lets tempflex-tiny's from-scratch
+encoder talk to a *frozen* small LLM: with the right answer's input embedding written into every visual token, the
+frozen Gemma3-270M picks the right option, while no merger trained through the frozen LLM alone learned to make
+itself read (docs/tempflex_tiny.md).
 
-The readout pools each frame's merged tokens (attention pooling with a learned query), standardises the frames over
-the batch (BatchNorm: at first frames differ by a tenth of what they share), reads them in order with a GRU (motion
-has a direction), and maps the last state to logits over the LLM's vocabulary: a sharpness times the cosine with
-each row of the LLM's own embedding table, as a tied LM head reads a hidden state. The softmax mix of the
-`top` likeliest words' input embeddings, scaled as the LLM scales text, is added to every token of the item. When
-the readout is sure, every token carries a real word embedding; the merger's own tokens stay in the sum.
+The bridge reads each item's merged tokens (F, T, E): a frame is pooled (attention pooling with a learned query) or,
+with ``slots``, its first S tokens are kept apart (where a thing is survives); the frames are standardised over the
+batch (BatchNorm: at first frames differ by a tenth of what they share) and read in order by a GRU (motion has a
+direction) or, with ``span``, resampled to K time steps and read at once by one linear layer. The summary says a
+vector whose cosine with each row of the LLM's embedding table, times a learned sharpness, gives logits over the
+vocabulary, as a tied LM head reads a hidden state; the softmax mix of the ``top`` likeliest words' input embeddings,
+scaled as the LLM scales text, is added to every token of the item.
 
-With ``query=True`` the readout also reads the prompt (``TempFlexForConditionalGeneration.prompt_queries``: the
-mean input embedding of the prompt's text outside the media) and lets it scale and shift the GRU's summary (FiLM,
-zero at insertion), so the word can depend on the question ("which colour appears first" or "last"), as
-InstructBLIP's Q-Former reads the instruction. Without a query it says what it would for no question. The query is
+With ``query`` the bridge also reads the prompt (``prompt_queries``: the mean input embedding of the prompt's text
+outside the media) and lets it scale and shift the summary (FiLM, zero at insertion), so the word can depend on the
+question ("which colour appears first" or "last"), as InstructBLIP's Q-Former reads the instruction. The query is
 normalised per prompt (``query_norm="layer"``) or each feature over the batch's prompts (``"batch"``, running
-statistics in eval mode): prompts share most of their text, and "first" against "last" is one token of ~40, which
-the per-prompt norm left unheard (docs/tempflex_tiny.md, findings 25-26).
+statistics in eval mode): prompts share most of their text, and "first" against "last" is one token of ~40.
 
-With ``slots=S`` a frame is not pooled: each of its first S tokens (row-major on the merged grid; a frame of more
-tokens is averaged down to S in order, missing or masked ones are zeros) is projected to a few features and the
-frame is their concatenation, so where a thing is within the frame survives into the GRU, as stage 0's head keeps
-every token apart (``tempflex.train.warmup.OptionHead``). Direction of motion is a where-question; attention pooling
-averaged it away (docs/tempflex_tiny.md, finding 21).
+The bridge owns its prompt queries and can read any subset of an item's tokens (``read``), so that a token budget
+keeps nothing of a dropped token (``TempFlexForConditionalGeneration.apply_bridge``).
 
-With ``span=K`` the frames are not read by a GRU: the video's frame features are resampled to K time steps
-(averaged in runs, or repeated when there are fewer frames) and one linear layer reads all of them at once (the
-BatchNorm then standardises over the batch's videos, the query's FiLM acts on that summary), again as stage 0's head
-reads a video; the GRU, trained on the frozen encoder, lost most of what that head finds
-(periodic 0.89 -> 0.29, speed change 0.97 -> 0.41 on the seed-1 test split, finding 21).
-
-Shapes: N items, F frames, T merged tokens per frame, E LLM width, W vocabulary size.
+Shapes: B prompts, L text length, N items, F frames, T merged tokens per frame, V tokens, E LLM width, W vocabulary.
 """
 
 from __future__ import annotations
@@ -40,11 +30,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tempflex.bridge.config import WordBridgeConfig
+from tempflex.errors import PlaceholderMismatchError
 
-class WordReadout(nn.Module):
-    def __init__(self, width: int, hidden: int = 256, top: int = 64, query: bool = False, slots: int = 0,
-                 slot_width: int = 64, span: int = 0, query_norm: str = "layer") -> None:
+
+class WordBridge(nn.Module):
+    def __init__(self, width: int, config: WordBridgeConfig, merge_size: int = 2) -> None:
         super().__init__()
+        self.merge_size = merge_size  # the merger's window side: an item of grid (F, h, w) has h*w/s^2 tokens a frame
+        hidden, top, query, slots = config.hidden, config.top, config.query, config.slots
+        slot_width, span, query_norm = config.slot_width, config.span, config.query_norm
         self.norm = nn.LayerNorm(width)
         self.slots = slots
         # a frame is either pooled over its tokens (attention pooling with a learned query) or, with slots, the
@@ -55,7 +50,7 @@ class WordReadout(nn.Module):
         frame = slots * slot_width if slots else width
         self.span = span
         read = span * frame if span else frame  # a video at K time steps read at once, or one frame at a time
-        # frames differ little at first (a common part ~10x their differences, docs/tempflex_tiny.md finding 8):
+        # frames differ little at first (a common part ~10x their differences):
         # standardising each feature over the batch's frames lets the readout see the differences from the start
         self.standardise = nn.BatchNorm1d(read)
         self.down = nn.Linear(read, hidden)
@@ -66,7 +61,7 @@ class WordReadout(nn.Module):
         self.top = top  # the word mixes the `top` likeliest words (the rest hold ~0 of the softmax)
         # the prompt's mean embedding (E) -> a scale and a shift of the summary (2 * hidden), FiLM; normalised per
         # prompt, or per feature over the batch's prompts (their shared text removed: "first" and "last" differ by
-        # one token of ~40, findings 25-26)
+        # one token of ~40)
         norm = nn.BatchNorm1d(width) if query_norm == "batch" else nn.LayerNorm(width)
         self.ask = nn.Sequential(norm, nn.Linear(width, 2 * hidden)) if query else None
 
@@ -140,3 +135,78 @@ class WordReadout(nn.Module):
         elif count < self.slots:
             x = nn.functional.pad(x, (0, 0, 0, self.slots - count))  # (F, S, p)
         return x.flatten(1)  # (F, S * p)
+
+    # -- the prompt -------------------------------------------------------------------------------------------------
+    @property
+    def reads_prompts(self) -> bool:
+        """Whether the word depends on the prompt (``query``): only then are queries computed."""
+        return self.ask is not None
+
+    @staticmethod
+    def prompt_queries(embeds: torch.Tensor, media: torch.Tensor, attention_mask: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+        """Prompts embedded (B, L, E) with their visual placeholders (B, L) -> (B, E): each prompt's mean input
+        embedding over its text outside the media, i.e. the tokens before the first and after the last placeholder
+        (a video's inner frame separators and time tags lie between and are left out, so the query does not depend
+        on the number of frames; its first tag and last separator count); the whole text when there is none."""
+        place = torch.arange(media.shape[1], device=media.device).expand_as(media)  # (B, L)
+        first = torch.where(media, place, media.shape[1]).amin(dim=1, keepdim=True)  # (B, 1); L when no media
+        last = torch.where(media, place, -1).amax(dim=1, keepdim=True)  # (B, 1); -1 when no media
+        keep = (place < first) | (place > last)  # (B, L)
+        if attention_mask is not None:
+            keep &= attention_mask.bool()
+        weights = keep.to(embeds.dtype)
+        return (embeds * weights[..., None]).sum(1) / weights.sum(1, keepdim=True).clamp(min=1)  # (B, E)
+
+    @staticmethod
+    def item_queries(queries: torch.Tensor, placeholders: list[int], sizes: list[int]) -> torch.Tensor:
+        """Each prompt's query (B, E), its placeholder count (B,) and each item's token count (N,) -> each item's
+        query (N, E): items fill the prompts' placeholders in order."""
+        owner, row, used = [], 0, 0
+        for size in sizes:
+            while row < len(placeholders) and used >= placeholders[row]:
+                row, used = row + 1, 0
+            if row == len(placeholders):
+                raise PlaceholderMismatchError(f"the prompts have {sum(placeholders)} placeholder tokens, fewer than "
+                                               f"the {sum(sizes)} visual tokens of the media")
+            owner.append(row)
+            used += size
+        return queries[owner]
+
+    # -- applying it ------------------------------------------------------------------------------------------------
+    def items(self, tokens: torch.Tensor, grid_thw: torch.Tensor) -> list[torch.Tensor]:
+        """Merged tokens (V, E) of N items with grids (N, 3) in patches -> per item (F, T, E)."""
+        shapes = [(f, h * w // self.merge_size**2) for f, h, w in torch.as_tensor(grid_thw).tolist()]
+        parts = tokens.split([f * t for f, t in shapes])
+        return [part.view(f, t, -1) for part, (f, t) in zip(parts, shapes)]  # (F, T, E) each
+
+    def apply(self, tokens: torch.Tensor, grid_thw: torch.Tensor, embed: nn.Embedding,
+              queries: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every merged token (V, E) of N items with grids (N, 3) (and each item's query (N, E)) -> the tokens
+        with each item's word added (V, E), and the logits (N, W)."""
+        items, logits = self(self.items(tokens, grid_thw), embed, queries=queries)
+        return torch.cat([t.flatten(0, 1) for t in items], dim=0), logits
+
+    def read(self, tokens: torch.Tensor, frames: torch.Tensor, embed: nn.Embedding, query: torch.Tensor | None = None,
+             places: torch.Tensor | None = None) -> torch.Tensor:
+        """Some merged tokens (V, E) of one video with their frame indices (V,) in non-decreasing order (the prompt's
+        query (E,); each token's place on its frame's merged grid (V,), row * w + col, increasing within a frame)
+        -> (V, E) with the word read from exactly these tokens, as if the video had been only these: frames without
+        tokens are skipped, a frame's dropped places are masked (without ``places`` its tokens take the first
+        places). With every token of the video, equal to ``apply``."""
+        if not len(tokens):
+            return tokens
+        if bool((frames[1:] < frames[:-1]).any()):
+            raise ValueError("the bridge reads tokens in frame order")
+        _, rank, counts = torch.unique_consecutive(frames, return_inverse=True, return_counts=True)  # (V,), (F',)
+        if places is None:  # each frame's tokens in the first places
+            starts = (counts.cumsum(0) - counts).repeat_interleave(counts)  # (V,) each token's frame's first index
+            places = torch.arange(len(frames), device=frames.device) - starts
+        at = rank.to(tokens.device), places.long().to(tokens.device)
+        padded = tokens.new_zeros(len(counts), int(places.max()) + 1, tokens.shape[-1])  # (F', T, E)
+        padded[at] = tokens
+        mask = torch.zeros(padded.shape[:2], dtype=torch.bool, device=tokens.device)  # (F', T)
+        mask[at] = True
+        queries = None if query is None else query[None]  # (1, E)
+        (read,), _ = self([padded], embed, [mask], queries)  # (F', T, E), through forward so hooks see it
+        return read[at]  # (V, E): each kept token plus the word

@@ -29,7 +29,7 @@ from tempflex.budget.base import (
     TokenReducer,
     VisualTokens,
 )
-from tempflex.budget.prompt import build_prompt, frame_tags, has_readout, read_out, splice, split_template
+from tempflex.budget.prompt import bridged, build_prompt, frame_tags, splice, split_template
 from tempflex.budget.relevance import segment_relevance
 from tempflex.budget.selectors import UniformFrames
 from tempflex.budget.timestamps import FrameTags, NoTags
@@ -41,15 +41,12 @@ REFINE_STEPS = 4  # extra reducer calls that try to spend the tag tokens a reduc
 
 @torch.no_grad()
 def encode_clip(model: Any, processor: Any, clip: VideoClip) -> VisualTokens:
-    """Every frame of ``clip`` through the encoder, TFF and merger: (T*h*w, E) tokens with their places. A model
-    with a word readout gives its tokens before the readout (``read_out`` applies it to the kept ones)."""
+    """Every frame of ``clip`` through the encoder, TFF and merger: (T*h*w, E) tokens with their places, before a
+    model's optional bridge (``bridged`` applies it to the kept ones)."""
     media = processor.encode_media(videos=[clip])
     data = media.tensors()
     pixels = data["pixel_values_videos"].to(model.device, model.dtype)  # (T*H*W patches, K)
-    if has_readout(model):
-        features = model.get_visual_features(pixels, data["video_grid_thw"], video=True, readout=False)
-    else:
-        features = model.get_video_features(pixels, data["video_grid_thw"])  # (T*h*w, E)
+    features = model.get_video_features(pixels, data["video_grid_thw"])  # (T*h*w, E)
     return VisualTokens.from_features(features, media.video_grids[0], processor.settings.merge_size, clip.timestamps)
 
 
@@ -171,7 +168,7 @@ class BudgetPipeline:
         if built.visual_tokens != len(kept):
             raise BudgetError(f"internal: {built.visual_tokens} placeholders for {len(kept)} kept tokens")
         ids = built.input_ids.unsqueeze(0).to(model.device)  # (1, L)
-        kept = read_out(model, kept, built.input_ids)  # a word readout reads the kept tokens (and the prompt)
+        kept = bridged(model, kept, built.input_ids)  # an optional bridge reads the kept tokens (and the prompt)
         embeds = splice(model, ids, kept.tokens, processor.video_token_id)  # (1, L, E)
         separators = built.separator_tokens if self.count_separators else 0
         total = built.visual_tokens + built.tag_tokens + separators

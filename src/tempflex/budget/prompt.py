@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from tempflex.budget.base import BudgetError, TimestampEncoder, VisualTokens
-from tempflex.modeling import PlaceholderMismatchError
+from tempflex.errors import PlaceholderMismatchError
 from tempflex.processing import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
 
 
@@ -79,21 +79,13 @@ def build_prompt(processor: Any, prefix: str, suffix: str, per_frame: Sequence[i
     return VideoPrompt(torch.tensor(ids, dtype=torch.long), "".join(texts), visual, tag_count, frames)
 
 
-def has_readout(model: Any) -> bool:
-    """Whether ``model`` has a word readout (``TempFlexModel.read_out``), which must read only the kept tokens."""
-    merger = getattr(model, "merger", None)
-    return callable(getattr(model, "read_out", None)) and getattr(merger, "readout", None) is not None
-
-
-def read_out(model: Any, tokens: VisualTokens, input_ids: torch.Tensor) -> VisualTokens:
-    """``tokens`` (taken before the readout) with the word the model's readout reads from exactly them (and from
-    the prompt ``input_ids`` (L,) they go into, when it reads prompts) added, so that nothing from a dropped token
-    reaches the LLM through it; unchanged for a model without a readout."""
-    if not has_readout(model):
-        return tokens
-    query = model.prompt_queries(input_ids[None].to(model.device))[0] if model.reads_prompts else None  # (E,)
+def bridged(model: Any, tokens: VisualTokens, input_ids: torch.Tensor) -> VisualTokens:
+    """``tokens`` as the model's optional bridge makes them from exactly these tokens and the prompt ``input_ids``
+    (L,) they go into (``TempFlexForConditionalGeneration.apply_bridge``), so that nothing of a dropped token reaches
+    the LLM through it; the same tokens for a model without a bridge."""
     places = tokens.positions[:, 1] * tokens.grid[1] + tokens.positions[:, 2]  # (V,) on each frame's grid
-    return replace(tokens, tokens=model.read_out(tokens.tokens, tokens.positions[:, 0], query, places))
+    out = model.apply_bridge(tokens.tokens, tokens.positions[:, 0], places=places, input_ids=input_ids)
+    return tokens if out is tokens.tokens else replace(tokens, tokens=out)
 
 
 def splice(model: Any, input_ids: torch.Tensor, visual: torch.Tensor, video_token_id: int) -> torch.Tensor:

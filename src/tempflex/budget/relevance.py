@@ -19,7 +19,7 @@ import torch
 
 from tempflex.answers import answer_tokens
 from tempflex.budget.base import BudgetError, TimestampEncoder, VisualTokens
-from tempflex.budget.prompt import build_prompt, frame_tags, left_pad, read_out, splice, split_template
+from tempflex.budget.prompt import bridged, build_prompt, frame_tags, left_pad, splice, split_template
 from tempflex.budget.timestamps import NoTags
 
 RELEVANCE_PROMPT = "Is this part of the video relevant to the question: {question}? Answer yes or no."
@@ -43,8 +43,8 @@ def segment_relevance(
     answers: Sequence[str] = ANSWERS,
     batch_size: int = 8,
 ) -> torch.Tensor:
-    """(S,) float32 logit(yes) - logit(no) per segment (a range of frames of ``tokens``, taken before a word
-    readout, which reads each segment alone); ``timestamps`` writes the segment's time tags (none by default)."""
+    """(S,) float32 logit(yes) - logit(no) per segment (a range of frames of ``tokens``, taken before a model's
+    optional bridge, which reads each segment alone); ``timestamps`` writes the segment's time tags (none by default)."""
     if not question.strip():
         raise BudgetError("the question is empty")
     if not segments:
@@ -61,7 +61,7 @@ def segment_relevance(
         raise BudgetError(f"segments {empty} keep no visual tokens")
     prompts = [build_prompt(processor, prefix, suffix, p.tokens_per_frame().tolist(), frame_tags(encoder, p))
                for p in parts]
-    parts = [read_out(model, part, prompt.input_ids) for part, prompt in zip(parts, prompts)]  # each alone
+    parts = [bridged(model, part, prompt.input_ids) for part, prompt in zip(parts, prompts)]  # each alone
     pad_id = processor.tokenizer.pad_token_id
     pad_id = processor.tokenizer.eos_token_id if pad_id is None else pad_id
     scores = []

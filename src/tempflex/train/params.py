@@ -1,14 +1,15 @@
 """Per-module freezing and AdamW parameter groups, one learning rate per module (paper section 4.1).
 
-The modules are the model's top-level submodules ``vision_tower``, ``temporal`` (TFF), ``merger`` and
-``language_model``; each is trained with its own learning rate or frozen. An entry may also name a part below one
-(a dotted path, ``merger.readout.say``, or a parameter, ``merger.readout.sharpness``): the most specific entry that
-covers a parameter decides, so ``freeze: [merger]`` with ``lr: {merger.readout.say: 3e-4}`` trains that layer alone.
+The modules are the model's top-level submodules ``vision_tower``, ``temporal`` (TFF), ``merger``,
+``language_model`` and, when the model has one, ``bridge``; each is trained with its own learning rate or frozen. An
+entry may also name a part below one (a dotted path, ``bridge.say``, or a parameter, ``bridge.sharpness``): the most
+specific entry that covers a parameter decides, so ``freeze: [bridge]`` with ``lr: {bridge.say: 3e-4}`` trains that
+layer alone.
 Biases and norm weights (1-D tensors) get no weight decay, the usual AdamW practice; each entry therefore gives up to
 two groups, both named after it.
 
 A BatchNorm whose parameters are all frozen runs in eval mode (``train_mode``): it uses and keeps the running
-statistics it was trained with rather than the statistics of whatever batch passes through it (the word readout's
+statistics it was trained with rather than the statistics of whatever batch passes through it (the word bridge's
 BatchNorm standardises over a batch's videos: 32 when it was trained, 8 in a step through the LLM).
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tempflex.train.recipe import MODULES, OptimSpec, RecipeError
+from tempflex.train.recipe import MODULES, OPTIONAL_MODULES, OptimSpec, RecipeError
 
 
 def owner(name: str, entries: list[str]) -> str | None:
@@ -44,9 +45,14 @@ def apply_freeze(model: nn.Module, optim: OptimSpec) -> dict[str, int]:
     of ``optim.lr``."""
     _check_paths(model, optim)
     entries = [*optim.lr, *optim.freeze]
-    stray = [n for n, _ in model.named_parameters() if n.split(".")[0] not in MODULES]
+    stray = [n for n, _ in model.named_parameters() if n.split(".")[0] not in MODULES + OPTIONAL_MODULES]
     if stray:
         raise RecipeError(f"optim: parameters outside the known modules: {stray[:3]}")
+    for module in OPTIONAL_MODULES:
+        present = any(n.startswith(module + ".") for n, _ in model.named_parameters())
+        if present and module not in entries:
+            raise RecipeError(f"optim.lr.{module}: the model has a {module}: give it a learning rate or list it in "
+                              "optim.freeze")
     counts: dict[str, int] = {}
     for name, p in model.named_parameters():
         entry = owner(name, entries)

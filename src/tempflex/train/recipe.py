@@ -17,7 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, field_validator, model_validator
 
-MODULES = ("vision_tower", "temporal", "merger", "language_model")  # the model's top-level submodules
+MODULES = ("vision_tower", "temporal", "merger", "language_model")  # the model's top-level submodules, each listed
+OPTIONAL_MODULES = ("bridge",)  # listed when the model has one (tempflex.bridge, not in the paper)
 
 
 class RecipeError(ValueError):
@@ -181,10 +182,10 @@ class WarmupSpec(Strict):
     choice: float = Field(1.0, ge=0)  # the head's cross-entropy over the record's options
     variance: float = Field(1.0, ge=0)  # VICReg's variance hinge at the LLM's embedding spread
     said: float = Field(1.0, ge=0)  # every merged token drawn to the embedding of the answer's first token
-    readout: float = Field(1.0, ge=0)  # the word readout's cross-entropy on that token (merger_word_readout)
+    bridge: float = Field(1.0, ge=0)  # the word bridge's cross-entropy on that token (a model with a bridge)
     # skills one at a time before the whole mixture: the phases run in order from step 1, then every step draws from
     # the whole mixture. tempflex-tiny learns camera motion only from pans with a landmark and event order only alone,
-    # and neither in a mixture (docs/tempflex_tiny.md, findings 18-19)
+    # and neither in a mixture (docs/tempflex_tiny.md)
     curriculum: list[PhaseSpec] = []
 
 
@@ -242,12 +243,12 @@ def _first_error(exc: ValidationError) -> str:
 
 def check_modules(optim: OptimSpec) -> None:
     """Every module is either trained with an lr or frozen, never both, never unknown. An entry may name a part of
-    a module (``merger.readout.say``); the module itself must still be listed, and the most specific entry decides
+    a module (``bridge.say``); the module itself must still be listed, and the most specific entry decides
     (``tempflex.train.params``)."""
     for name in list(optim.lr) + optim.freeze:
-        if name.split(".")[0] not in MODULES or not all(name.split(".")):
+        if name.split(".")[0] not in MODULES + OPTIONAL_MODULES or not all(name.split(".")):
             where = f"optim.lr.{name}" if name in optim.lr else "optim.freeze"
-            raise RecipeError(f"{where}: unknown module {name!r}; modules are {', '.join(MODULES)} "
+            raise RecipeError(f"{where}: unknown module {name!r}; modules are {', '.join(MODULES + OPTIONAL_MODULES)} "
                               "(or a dotted part of one)")
     for name, lr in optim.lr.items():
         if name in optim.freeze:

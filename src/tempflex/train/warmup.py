@@ -9,7 +9,7 @@ head is thrown away afterwards; the encoder, TFF and merger keep what they learn
 a step of 32 videos takes 0.6 s here against 3 s for 8 through Gemma3-270M.
 
 The loss has up to four terms (weights in the recipe's ``warmup`` block), each added after a measured failure of
-the ones before (docs/tempflex_tiny.md, 7-12):
+the ones before (docs/tempflex_tiny.md):
 
 - ``choice``: the head's cross-entropy over the record's options.
 - ``variance``: VICReg's variance hinge (Bardes et al., 2022) on the merged tokens, with the LLM's embedding spread
@@ -21,9 +21,9 @@ the ones before (docs/tempflex_tiny.md, 7-12):
   scoring reads), squared distance in units of the LLM's embedding spread. Why: with those embeddings in place of
   the visual tokens, the frozen Gemma3-270M picks the right option for 88 % of 150 validation questions (a copy it
   can make in context), while an earlier term that only asked the mean token to point at the answer's direction
-  left stage 1 at chance (docs/tempflex_tiny.md, findings 10-11).
-- ``readout``: with ``merger_word_readout`` on, the readout's cross-entropy over the LLM's vocabulary on that same
-  token (``tempflex.readout``); the said term alone moved the tokens too slowly (finding 12).
+  left stage 1 at chance (docs/tempflex_tiny.md).
+- ``bridge``: for a model with a word bridge, the bridge's cross-entropy over the LLM's vocabulary on that same
+  token (``tempflex.bridge``); the said term alone moved the tokens too slowly.
 
 Measured on the probes (docs/tempflex_tiny.md): learning rate 1e-3 stayed at chance for 300 steps with all ten
 skills mixed (one skill alone learned), 3e-4 and 5e-4 learned; standardising the head's input over the batch
@@ -85,7 +85,7 @@ class OptionBatchSource:
     skills: list[str]  # (N,)
     vocab: list[str]  # every option text, in a fixed order
     said: torch.Tensor  # (N,) the LLM token id the right answer starts with (``tempflex.answers.answer_tokens``)
-    prompt: torch.Tensor | None  # (N, E) each record's prompt as the readout reads it; None if it reads none
+    prompt: torch.Tensor | None  # (N, E) each record's prompt as the bridge reads it; None if it reads none
     sources: list[str] | None = None  # (N,) the mixture dataset each record comes from, when loaded from one
 
     def __len__(self) -> int:
@@ -104,7 +104,7 @@ class OptionBatchSource:
 def load_option_records(records: list[dict], root: Path, model, processor, frames: int, vocab: list[str] | None = None,
                         progress: bool = True) -> OptionBatchSource:
     """Decode and patchify every record's video; embed the questions with the model's frozen LLM table (and, for
-    a readout that reads prompts, each whole prompt as the model reads it at inference: ``prompt_queries`` of the
+    a bridge that reads prompts, each whole prompt as the model reads it at inference: ``bridge_queries`` of the
     chat-rendered, expanded first turn); index the options in ``vocab`` (default: the records' own option texts,
     sorted)."""
     from rich.progress import track
@@ -130,10 +130,10 @@ def load_option_records(records: list[dict], root: Path, model, processor, frame
             raise ValueError(f"{r['video']}: grid {media.video_grids[0]} differs from {grid}; warm-up batches "
                              "videos of one size")
         patches.append(media.video_patches[0].half())
-        if model.reads_prompts:
+        if model.bridge is not None and model.bridge.reads_prompts:
             text = processor.apply_chat_template([{"role": "user", "content": r["conversations"][0]["value"]}])
             expanded = tok(processor.expand_text([text], media)[0], add_special_tokens=False, return_tensors="pt")
-            prompts.append(model.prompt_queries(expanded.input_ids)[0])  # (E,)
+            prompts.append(model.bridge_queries(expanded.input_ids)[0])  # (E,)
         if r["question"] not in questions:
             ids = torch.tensor(tok(r["question"], add_special_tokens=False).input_ids)
             questions[r["question"]] = embed(ids).mean(0)
@@ -174,12 +174,15 @@ def variance_hinge(tokens: torch.Tensor, target: float) -> torch.Tensor:
     return F_.relu(target - (flat.var(0) + 1e-4).sqrt()).mean()
 
 
-def visual_tokens(model, patches: torch.Tensor, grids: torch.Tensor, n: int, readout_logits: list | None = None,
-                  queries: torch.Tensor | None = None) -> torch.Tensor:
-    """Packed patches of n equal-size videos (and their prompts' queries (n, E)) -> merged tokens (n, V, E) (and
-    each video's word readout logits)."""
-    tokens = model.get_visual_features(patches, grids, video=True, readout_logits=readout_logits, queries=queries)
-    return tokens.view(n, -1, model.config.text_config.hidden_size)
+def visual_tokens(model, patches: torch.Tensor, grids: torch.Tensor, n: int, queries: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Packed patches of n equal-size videos (and their prompts' queries (n, E)) -> merged tokens (n, V, E), with
+    the word of the model's bridge added, and the bridge's logits (n, W) (None without a bridge)."""
+    tokens = model.get_visual_features(patches, grids, video=True)  # (n*V, E)
+    logits = None
+    if model.bridge is not None:
+        tokens, logits = model.bridge.apply(tokens, grids, model.get_input_embeddings(), queries)
+    return tokens.view(n, -1, model.config.text_config.hidden_size), logits
 
 
 @torch.no_grad()
@@ -190,7 +193,7 @@ def option_accuracy(model, head: OptionHead, data: OptionBatchSource, batch: int
     for start in range(0, len(data), batch):
         index = torch.arange(start, min(start + batch, len(data)))
         patches, grids, q, o, m, a, _, prompt = data.batch(index)
-        logits = head(visual_tokens(model, patches, grids, len(index), queries=prompt), q, o, m)
+        logits = head(visual_tokens(model, patches, grids, len(index), prompt)[0], q, o, m)
         for i, ok in zip(index.tolist(), (logits.argmax(-1) == a).tolist()):
             hits[data.skills[i]].append(int(ok))
             hits["all"].append(int(ok))
@@ -332,8 +335,7 @@ class OptionTrainer:
                 else:
                     index = pool[torch.randint(0, len(pool), (batch,), generator=gen)]
                 patches, grids, q, o, m, a, said, prompt = self.data.batch(index)
-                readout: list[torch.Tensor] = []
-                tokens = visual_tokens(self.model, patches, grids, batch, readout, prompt)  # (B, V, E)
+                tokens, said_logits = visual_tokens(self.model, patches, grids, batch, prompt)  # (B, V, E), (B, W)
                 logits = self.head(tokens, q, o, m)
                 choice = F_.cross_entropy(logits, a)
                 spread = variance_hinge(tokens, self.target)
@@ -342,9 +344,9 @@ class OptionTrainer:
                 distance = said_distance(tokens, words, self.target)
                 w = recipe.warmup
                 loss = w.choice * choice + w.variance * spread + w.said * distance
-                if readout:  # the word readout says the answer's token (B, W)
-                    read = F_.cross_entropy(torch.stack(readout).float(), said)
-                    loss = loss + w.readout * read
+                if said_logits is not None:  # the word bridge says the answer's token
+                    read = F_.cross_entropy(said_logits.float(), said)
+                    loss = loss + w.bridge * read
                 self.optim.zero_grad(set_to_none=True)
                 loss.backward()
                 norm = torch.nn.utils.clip_grad_norm_(self.params, recipe.optim.grad_clip or math.inf)
@@ -353,7 +355,7 @@ class OptionTrainer:
                 if step % recipe.log.every == 0 or step == steps:
                     record = {"step": step, "total_steps": steps, "loss": loss.item(), "choice": choice.item(),
                               "variance": spread.item(), "said": distance.item(),
-                              "readout": read.item() if readout else None,
+                              "bridge": read.item() if said_logits is not None else None,
                               "batch_accuracy": (logits.argmax(-1) == a).float().mean().item(),
                               "grad_norm": float(norm), "seconds": time.perf_counter() - t0}
                     log.write(json.dumps(record) + "\n"), log.flush()
