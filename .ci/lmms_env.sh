@@ -9,16 +9,16 @@ VENV=${TEMPFLEX_LMMS_VENV:-$HOME/.cache/tempflex/lmms-venv}
 LMMS_EVAL=${TEMPFLEX_LMMS_EVAL:-lmms-eval==0.7.3}
 # lmms-eval over the CPU torch: without these pins pip swaps torch for a CUDA build and filelock 4 breaks it.
 PINS=$'torch==2.13.0\ntransformers==5.23.0\nfilelock<4'
-KEY="$LMMS_EVAL|$PINS|v1"
+# tempflex's own runtime dependencies are part of the key: a new one rebuilds the environment
+DEPS=$(sed -n '/^dependencies = \[/,/^\]/p' "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)
+KEY="$LMMS_EVAL|$PINS|$DEPS|v2"
 mkdir -p "$(dirname "$VENV")"
 if [ ! -f "$VENV/.tempflex-key" ] || [ "$(cat "$VENV/.tempflex-key")" != "$KEY" ]; then
   echo "building the lmms-eval environment in $VENV (a few minutes, once)" >&2
   rm -rf "$VENV"
   python3 -m venv "$VENV"
   printf '%s\n' "$PINS" > "$VENV/constraints.txt"
-  "$VENV/bin/pip" install -q -c "$VENV/constraints.txt" "$LMMS_EVAL" \
-    "torch==2.13.0" "transformers==5.23.0" "safetensors>=0.4" "accelerate>=1.0" "numpy>=1.26" "pillow>=10" \
-    "av>=12" "typer>=0.12" "rich>=13" "pyyaml>=6" "pydantic>=2" "openai>=1.40" >&2
+  "$VENV/bin/pip" install -q -c "$VENV/constraints.txt" "$LMMS_EVAL" -e "$ROOT" >&2
   # the torchvision wheel lmms-eval pulls is a CUDA build whose import fails on this torch
   "$VENV/bin/pip" uninstall -q -y torchvision >&2 || true
   printf '%s' "$KEY" > "$VENV/.tempflex-key"
