@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from tempflex.assemble import add_placeholder_tokens
+from tempflex.hub.assemble import add_placeholder_tokens
 from tempflex.configuration import TempFlexConfig
 from tempflex.modeling import TempFlexForConditionalGeneration
 from tempflex.processing import ProcessorSettings, TempFlexProcessor

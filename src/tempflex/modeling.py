@@ -27,13 +27,13 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from tempflex.bridge import WordBridge
 from tempflex.configuration import TempFlexConfig
 from tempflex.errors import PlaceholderMismatchError
+from tempflex.hub.linked import LEGACY_KEYS, is_linked, load_linked, saved_state
 from tempflex.merger import PatchMerger
 from tempflex.temporal import TemporalFiberFusion, TemporalFiberFusionLayer
 from tempflex.vision.encoder import encode_grids
 from tempflex.vision.flux_modules import init_encoder_options, install_encoder_options
 
 IGNORE_INDEX = -100
-LEGACY_KEYS = {r"^merger\.readout\.": "bridge."}  # older checkpoints kept the word bridge inside the merger
 __all__ = ["IGNORE_INDEX", "PlaceholderMismatchError", "TempFlexForConditionalGeneration", "TempFlexOutput"]
 
 
@@ -71,7 +71,7 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
         language_model: PreTrainedModel | None = None,
     ) -> None:
         """Build every part from ``config``, or take an already-built (e.g. pretrained) encoder and LLM whose
-        configs are ``config.vision_config`` and ``config.text_config`` (see ``tempflex.assemble``)."""
+        configs are ``config.vision_config`` and ``config.text_config`` (see ``tempflex.hub.assemble``)."""
         super().__init__(config)
         self.vision_tower = install_encoder_options(
             vision_tower if vision_tower is not None else Siglip2VisionModel(config.vision_config),
@@ -114,8 +114,8 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
 
     # -- persistence: a wheel-sourced frozen LLM is not saved (config.text_source) -----------------------------------
     def save_pretrained(self, save_directory, *args, **kwargs) -> None:
-        if self.config.text_source is not None and "state_dict" not in kwargs:
-            kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if not k.startswith("language_model.")}
+        if is_linked(self.config) and "state_dict" not in kwargs:
+            kwargs["state_dict"] = saved_state(self)
         super().save_pretrained(save_directory, *args, **kwargs)
 
     @classmethod
@@ -128,10 +128,8 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
                 config = TempFlexConfig.from_pretrained(pretrained_model_name_or_path)
             except (OSError, ValueError):
                 config = None
-        if isinstance(config, TempFlexConfig) and config.text_source is not None:
-            from tempflex.assemble import load_linked
-
-            return load_linked(pretrained_model_name_or_path, config, kwargs.get("dtype") or torch.float32)
+        if isinstance(config, TempFlexConfig) and is_linked(config):
+            return load_linked(cls, pretrained_model_name_or_path, config, kwargs.get("dtype") or torch.float32)
         kwargs.setdefault("key_mapping", LEGACY_KEYS)
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 

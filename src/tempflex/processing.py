@@ -28,6 +28,7 @@ from PIL import Image
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
 
 from tempflex.configuration import TempFlexConfig
+from tempflex.hub.linked import wheel_tokenizer
 from tempflex.image import load_image
 from tempflex.media import VideoClip
 from tempflex.vision.patches import patchify, resize_frames, to_frames
@@ -98,7 +99,7 @@ class TempFlexProcessor:
         ids = [tokenizer.convert_tokens_to_ids(t) for t in tokens]
         missing = [t for t, i in zip(tokens, ids) if i is None or i == tokenizer.unk_token_id]
         if missing:
-            raise ValueError(f"tokenizer lacks the placeholder tokens {missing}: use tempflex.assemble to add them")
+            raise ValueError(f"tokenizer lacks the placeholder tokens {missing}: use tempflex.hub.assemble to add them")
         self.image_token_id, self.video_token_id, self.frame_separator_token_id = ids
 
     # -- persistence ------------------------------------------------------------------------------------------
@@ -123,9 +124,8 @@ class TempFlexProcessor:
             raise ValueError(f"{settings_file}: unknown settings {unknown}")
         settings = ProcessorSettings(**payload)
         if settings.text_source is not None and not (directory / "tokenizer_config.json").is_file():
-            from tempflex.assemble import wheel_tokenizer
-
-            return cls(wheel_tokenizer(settings), settings)
+            placeholders = [settings.image_token, settings.video_token, settings.frame_separator_token]
+            return cls(wheel_tokenizer(settings.text_source, placeholders), settings)
         tokenizer = AutoTokenizer.from_pretrained(directory, **kwargs)
         return cls(tokenizer, settings)
 

@@ -18,7 +18,7 @@ from transformers import (
     Siglip2VisionModel,
 )
 
-from tempflex.assemble import add_placeholder_tokens, assemble
+from tempflex.hub.assemble import add_placeholder_tokens, assemble
 from tempflex.configuration import SO400M_NAFLEX, TempFlexConfig
 from tempflex.modeling import TempFlexForConditionalGeneration
 from tempflex.processing import ProcessorSettings, TempFlexProcessor

@@ -59,7 +59,7 @@ class ModelSpec(Strict):
     """Exactly one way to get the starting model."""
 
     from_pretrained: str | None = None  # a TempFlex checkpoint dir, e.g. the previous stage's output_dir/final
-    assemble: AssembleSpec | None = None  # a new TempFlex-VL from an encoder and an LLM (tempflex.assemble)
+    assemble: AssembleSpec | None = None  # a new TempFlex-VL from an encoder and an LLM (tempflex.hub.assemble)
     tiny: TinySpec | None = None  # a tiny random model for CPU runs and tests
     # TempFlexConfig overrides for from_pretrained, e.g. {tff_enabled: true, tff_fibres: [memory]}: a top-level
     # module the checkpoint does not have (TFF switched on) starts fresh (TFF: identity at insertion)
