@@ -9,6 +9,7 @@ the benchmark's own terms, the labels option scoring compares (``choices``), and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,18 @@ def lettered(options: Sequence[str], style: str = "{letter}. {text}") -> list[st
     if len(options) > len(LETTERS):
         raise ValueError(f"at most {len(LETTERS)} options, got {len(options)}")
     return [style.format(letter=LETTERS[i], text=str(text).strip()) for i, text in enumerate(options)]
+
+
+OPTION_LINE = re.compile(r"^\s*\(?([A-H])[.):]\s+\S", re.MULTILINE)
+
+
+def option_letters(prompt: str) -> list[str] | None:
+    """The letters of a prompt's option lines ("A. ...", "(A) ...", "A) ...", "A: ..."), if they run A, B, ...; else
+    None (the prompt offers no options to score)."""
+    letters = OPTION_LINE.findall(prompt)
+    if len(letters) >= 2 and letters == [LETTERS[i] for i in range(len(letters))]:
+        return letters
+    return None
 
 
 def check_questions(questions: list[Question], source: Path) -> list[Question]:

@@ -14,25 +14,15 @@ Model args: ``pretrained=DIR`` (default: tempflex-tiny), ``frames=N`` (default: 
 
 from __future__ import annotations
 
-import re
-
 import torch
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 
-from tempflex.eval.base import Question
+from tempflex.eval.base import Question, option_letters
 from tempflex.eval.responder import ResponderSettings, TempFlexResponder
 
-OPTION_LINE = re.compile(r"^\s*\(?([A-H])[.)]\s+\S", re.MULTILINE)
-
-
 def _choices(prompt: str, doc: dict) -> list[str] | None:
-    if doc.get("tempflex_choices"):
-        return list(doc["tempflex_choices"])
-    letters = OPTION_LINE.findall(prompt)
-    if len(letters) >= 2 and letters == [chr(ord("A") + i) for i in range(len(letters))]:
-        return letters
-    return None
+    return list(doc["tempflex_choices"]) if doc.get("tempflex_choices") else option_letters(prompt)
 
 
 class TempFlexLMMS(lmms):
