@@ -342,7 +342,7 @@ def test_spec_strings_and_dicts():
     assert spec.reducer == "drop" and spec.budget == 512 and spec.frames == 32 and spec.selector == "dynamic"
     assert spec.reducer_options == {"mode": "ratio", "ratio": 0.3} and spec.selector_options == {"groups": 2}
     assert BudgetSpec.from_dict(spec.model_dump()) == spec  # a model config can carry it as a dict
-    pipeline = BudgetSpec.parse("ata:2048,segment_frames=8,timestamps=frame,allocator.weighting=softmax").build()
+    pipeline = BudgetPipeline.from_spec(BudgetSpec.parse("ata:2048,segment_frames=8,timestamps=frame,allocator.weighting=softmax"))
     assert pipeline.reducer.segment_frames == 8 and pipeline.reducer.allocator.weighting == "softmax"
     assert isinstance(pipeline.timestamps, FrameTags)
 
@@ -361,7 +361,7 @@ def test_spec_strings_and_dicts():
 ])
 def test_bad_specs_give_one_clear_error(text, message):
     with pytest.raises(BudgetError, match=message):
-        BudgetSpec.parse(text).build()
+        BudgetPipeline.from_spec(text)
 
 
 @pytest.mark.parametrize("budget", [0, -3, True, 2.5])

@@ -14,8 +14,9 @@ from conftest import tiny_model
 from typer.testing import CliRunner
 
 from tempflex.budget import BudgetError
-from tempflex.budget.optimize import grid_search, probe_scorer, token_optimization
+from tempflex.budget.optimize import grid_search, token_optimization
 from tempflex.cli import app
+from tempflex.probes.evaluate import probe_scorer
 
 runner = CliRunner()
 POWERS = [1, 2, 4, 8, 16, 32, 64]

@@ -45,3 +45,14 @@ class VideoClip:
     def size(self) -> tuple[int, int]:
         """(height, width) in pixels."""
         return int(self.frames.shape[1]), int(self.frames.shape[2])
+
+
+def as_clip(video: object) -> VideoClip:
+    """A ``VideoClip``, a decoded video (``load_video``'s result) or (T, H, W, 3) uint8 frames, as a ``VideoClip``."""
+    if isinstance(video, VideoClip):
+        return video
+    if hasattr(video, "to_clip"):
+        return video.to_clip()
+    if isinstance(video, (np.ndarray, torch.Tensor)):
+        return VideoClip(video)
+    raise TypeError(f"a video must be a VideoClip, a load_video result or a (T, H, W, 3) array, got {type(video)}")

@@ -30,7 +30,7 @@ from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
 from tempflex.configuration import TempFlexConfig
 from tempflex.hub.linked import wheel_tokenizer
 from tempflex.image import load_image
-from tempflex.media import VideoClip
+from tempflex.media import VideoClip, as_clip
 from tempflex.vision.patches import patchify, resize_frames, to_frames
 from tempflex.vision.resize import GridSize, native_grid
 
@@ -173,7 +173,7 @@ class TempFlexProcessor:
             media.image_patches.append(patches), media.image_grids.append(thw)
             media.image_texts.append(self._image_text(grid))
         for clip in videos or []:
-            clip = _video_clip(clip)
+            clip = as_clip(clip)
             grid = self.frame_grid(*clip.size)
             patches, thw = self._patches(clip.frames, grid)
             media.video_patches.append(patches), media.video_grids.append(thw)
@@ -260,17 +260,6 @@ def _image_frames(image: ImageLike) -> torch.Tensor:
     if isinstance(image, (str, Path, Image.Image, np.ndarray)):
         image = load_image(image)
     return to_frames(image)
-
-
-def _video_clip(video: object) -> VideoClip:
-    """A ``VideoClip``, a decoded video (``load_video``'s result) or (T, H, W, 3) uint8 frames."""
-    if isinstance(video, VideoClip):
-        return video
-    if hasattr(video, "to_clip"):
-        return video.to_clip()
-    if isinstance(video, (np.ndarray, torch.Tensor)):
-        return VideoClip(video)
-    raise TypeError(f"a video must be a VideoClip, a load_video result or a (T, H, W, 3) array, got {type(video)}")
 
 
 def _render_content(content: str | list[dict]) -> str:

@@ -3,15 +3,15 @@ count and per-frame resolution, scored on a validation split (docs/budget.md, "T
 
 A configuration is (frames F, merged tokens per frame P); it costs F * P visual tokens and must fit the budget.
 ``token_optimization`` runs the paper's linear heuristic, ``grid_search`` tries every fitting configuration;
-``probe_scorer`` turns a model and a probe set into the ``score(frames, tokens_per_frame) -> accuracy`` both take.
+``tempflex.probes.evaluate.probe_scorer`` turns a model and a probe set into the ``score(frames, tokens_per_frame) ->
+accuracy`` both take.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field
 
 from tempflex.budget.base import BudgetError
 
@@ -147,23 +147,3 @@ def grid_search(score: Score, budget: int, frames_options: Sequence[int],
             if f * p <= budget:
                 scorer(f, p, "grid")
     return result
-
-
-def probe_scorer(model, processor, data_dir: str | Path, split: str = "val", limit: int | None = None,
-                 batch_size: int = 8) -> Score:
-    """``score(frames, tokens_per_frame)``: the model's accuracy on ``data_dir/split.jsonl`` (a probe set) with
-    ``frames`` frames per video and at most ``tokens_per_frame`` merged tokens per frame."""
-    from tempflex.probes.evaluate import evaluate, read_split
-    from tempflex.processing import TempFlexProcessor
-
-    read_split(Path(data_dir), split, limit)  # a missing or empty split fails now, not at the first trial
-
-    def score(frames: int, tokens_per_frame: int) -> float:
-        settings = replace(processor.settings, video_max_tokens_per_frame=tokens_per_frame,
-                           video_min_tokens_per_frame=min(tokens_per_frame, processor.settings.video_min_tokens_per_frame))
-        sized = TempFlexProcessor(processor.tokenizer, settings)
-        _, predictions = evaluate(model, sized, data_dir, split=split, frames=frames, batch_size=batch_size,
-                                  limit=limit)
-        return sum(p.correct for p in predictions) / len(predictions)
-
-    return score

@@ -32,9 +32,10 @@ from tempflex.budget.base import (
 from tempflex.budget.prompt import bridged, build_prompt, frame_tags, splice, split_template
 from tempflex.budget.relevance import segment_relevance
 from tempflex.budget.selectors import UniformFrames
+from tempflex.budget.spec import BudgetSpec
 from tempflex.budget.timestamps import FrameTags, NoTags
-from tempflex.media import VideoClip
-from tempflex.processing import VIDEO_PLACEHOLDER, _video_clip
+from tempflex.media import VideoClip, as_clip
+from tempflex.processing import VIDEO_PLACEHOLDER
 
 REFINE_STEPS = 4  # extra reducer calls that try to spend the tag tokens a reduction freed
 
@@ -108,11 +109,13 @@ class BudgetPipeline:
             self.selector = UniformFrames()
 
     @classmethod
-    def from_spec(cls, spec: str | dict) -> BudgetPipeline:
-        """From a spec string (``"flux:1024,groups=4"``) or dict; see ``tempflex.budget.spec``."""
-        from tempflex.budget.spec import BudgetSpec
-
-        return (BudgetSpec.parse(spec) if isinstance(spec, str) else BudgetSpec.from_dict(spec)).build()
+    def from_spec(cls, spec: str | dict | BudgetSpec) -> BudgetPipeline:
+        """From a spec string (``"flux:1024,groups=4"``), dict or ``BudgetSpec``; see ``tempflex.budget.spec``."""
+        if isinstance(spec, str):
+            spec = BudgetSpec.parse(spec)
+        elif isinstance(spec, dict):
+            spec = BudgetSpec.from_dict(spec)
+        return cls(**spec.components())
 
     def encoder(self, processor: Any) -> TimestampEncoder:
         if self.timestamps is not None:
@@ -137,7 +140,7 @@ class BudgetPipeline:
         scoring asks about (default: the prompt without its placeholder; pass it when the prompt also carries
         options or instructions)."""
         prefix, suffix = split_template(processor, prompt)  # a bad prompt fails before any encoding
-        clip, index = self.select_frames(_video_clip(clip), prompt)
+        clip, index = self.select_frames(as_clip(clip), prompt)
         tokens = encode_clip(model, processor, clip)
         encoder, tok = self.encoder(processor), processor.tokenizer
         relevance = None

@@ -21,7 +21,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from tempflex.budget.base import BudgetError, available, build
-from tempflex.budget.pipeline import BudgetPipeline
 
 ALIASES = {"reduce": "reducer", "select": "selector"}
 OPTION_FIELDS = {"reducer": "reducer_options", "selector": "selector_options", "timestamps": "timestamps_options",
@@ -94,7 +93,8 @@ class BudgetSpec(BaseModel):
             raise BudgetError(f"budget spec {text!r} has no budget; write e.g. '{data.get('reducer', 'flux')}:1024'")
         return cls.from_dict(data)
 
-    def build(self) -> BudgetPipeline:
+    def components(self) -> dict[str, Any]:
+        """The built plug-ins and settings, as ``BudgetPipeline``'s fields (``BudgetPipeline.from_spec``)."""
         options = dict(self.reducer_options)
         if self.allocator is not None or self.allocator_options:
             options["allocator"] = build("allocator", self.allocator or "waterfill", **self.allocator_options)
@@ -102,8 +102,8 @@ class BudgetSpec(BaseModel):
         if selector is None and self.selector_options:
             raise BudgetError("selector options given without a selector")
         timestamps = build("timestamps", self.timestamps, **self.timestamps_options) if self.timestamps else None
-        return BudgetPipeline(build("reducer", self.reducer, **options), self.budget, selector, self.frames,
-                              timestamps, self.count_separators)
+        return {"reducer": build("reducer", self.reducer, **options), "budget": self.budget, "selector": selector,
+                "frames": self.frames, "timestamps": timestamps, "count_separators": self.count_separators}
 
 
 def _value(raw: str) -> Any:

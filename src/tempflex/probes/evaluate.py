@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -181,3 +181,22 @@ def plot_report(report: EvalReport, path: Path, title: str | None = None) -> Pat
         colours=["tab:blue" if s.temporal else "tab:gray" for s in skills],
         title=title or f"{Path(report.model).name or 'model'} on {report.split} ({report.frames} frames)",
         ylabel="accuracy (95 % CI); red: chance")
+
+
+def probe_scorer(model, processor, data_dir: str | Path, split: str = "val", limit: int | None = None,
+                 batch_size: int = 8) -> Callable[[int, int], float]:
+    """``score(frames, tokens_per_frame)``: the model's accuracy on ``data_dir/split.jsonl`` (a probe set) with
+    ``frames`` frames per video and at most ``tokens_per_frame`` merged tokens per frame."""
+    from tempflex.processing import TempFlexProcessor
+
+    read_split(Path(data_dir), split, limit)  # a missing or empty split fails now, not at the first trial
+
+    def score(frames: int, tokens_per_frame: int) -> float:
+        settings = replace(processor.settings, video_max_tokens_per_frame=tokens_per_frame,
+                           video_min_tokens_per_frame=min(tokens_per_frame, processor.settings.video_min_tokens_per_frame))
+        sized = TempFlexProcessor(processor.tokenizer, settings)
+        _, predictions = evaluate(model, sized, data_dir, split=split, frames=frames, batch_size=batch_size,
+                                  limit=limit)
+        return sum(p.correct for p in predictions) / len(predictions)
+
+    return score
