@@ -197,7 +197,7 @@ class Engine:
                 return
             batch[0].future.set_exception(APIError(400, str(err), code="invalid_request"))
             return
-        except Exception as err:  # a bug must not kill the worker: the request gets a 500, the server lives on
+        except Exception as err:  # noqa: BLE001 - a bug must not kill the worker: a 500, and the server lives on
             for job in batch:
                 job.future.set_exception(APIError(500, f"internal error: {type(err).__name__}: {err}",
                                                   code="internal_error"))
