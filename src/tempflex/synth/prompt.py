@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tempflex.synth.manifest import VideoItem
-    from tempflex.video.grids import FrameGrid
+    from tempflex.synth.grids import FrameGrid
 
 # Figure 7's 15 dimensions: (name, explanation, example question, example answer).
 TASKS: tuple[tuple[str, str, str, str], ...] = (
