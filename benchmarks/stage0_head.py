@@ -1,5 +1,5 @@
 """The stage-0 head's accuracy per skill on a test split, from a stage-0 run's last periodic checkpoint (the head is
-saved only there; ``final/`` holds the model alone). Camera direction is also split by whether the pan shows its
+saved only there, in the options objective's state ``objective.pt``; ``final/`` holds the model alone). Camera direction is also split by whether the pan shows its
 landmark (docs/tempflex_tiny.md). With ``--readout`` (a run whose model has the word bridge, such as stage 1) also
 the bridge's own choice: the option whose first answer token it gives the highest logit, the word the frozen LLM is
 handed; a minute without the LLM's layers against several for ``tempflex probes eval``.
@@ -32,7 +32,7 @@ def readout_accuracy(model, processor, data, records: list[dict], batch: int = 6
     from collections import defaultdict
 
     from tempflex.answers import answer_tokens
-    from tempflex.train.warmup import visual_tokens
+    from tempflex.train.objectives.option_head import visual_tokens
 
     model.eval()
     hits: dict[str, list[int]] = defaultdict(list)
@@ -53,8 +53,10 @@ def readout_accuracy(model, processor, data, records: list[dict], batch: int = 6
 
 def main() -> None:
     from tempflex.train.build import build_model
+    from tempflex.train.checkpoint import MODEL_DIR, OBJECTIVE_FILE, Checkpoints, load_weights
+    from tempflex.train.objectives.option_data import load_option_records, option_records
+    from tempflex.train.objectives.option_head import OptionHead, option_accuracy
     from tempflex.train.recipe import load_recipe
-    from tempflex.train.warmup import OptionHead, load_option_records, option_accuracy, option_records
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("recipe", type=Path, help="the stage-0 recipe the run was trained with")
@@ -63,12 +65,13 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="recipe overrides, key=value, as for tempflex train")
     args = parser.parse_intermixed_args()
     recipe = load_recipe(args.recipe, args.overrides)
-    found = sorted(Path(recipe.output_dir).glob("checkpoint-*/state.pt"), key=lambda p: int(p.parent.name[11:]))
+    found = sorted(Path(recipe.output_dir).glob(f"checkpoint-*/{OBJECTIVE_FILE}"),
+                   key=lambda p: int(p.parent.name[11:]))
     if not found:
-        raise SystemExit(f"error: no checkpoint with a head in {recipe.output_dir}")
-    state = torch.load(found[-1], weights_only=False)
+        raise SystemExit(f"error: no checkpoint with a head ({OBJECTIVE_FILE}) in {recipe.output_dir}")
+    state = Checkpoints.load_objective(found[-1].parent)
     model, processor = build_model(recipe.model, recipe.seed)
-    model.load_state_dict(state["model"])
+    load_weights(model, found[-1].parent / MODEL_DIR)
     records, *_ = option_records(recipe.data.mixture)
     vocab = sorted({o for r in records for o in r["options"]})  # the head's classes, as the trainer made them
     tests, *_ = option_records(args.test / "mixture_test.yaml")

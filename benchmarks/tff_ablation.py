@@ -112,7 +112,10 @@ def plot(results: dict[str, dict], path: Path) -> None:
 def main() -> None:
     import torch
 
-    from tempflex.train.warmup import OptionTrainer, load_option_records, option_accuracy, option_records
+    from tempflex.train.engine import Trainer
+    from tempflex.train.objectives.option_data import load_option_records, option_records
+    from tempflex.train.objectives.option_head import option_accuracy
+    from tempflex.train.objectives.options import OptionsObjective
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--test", type=Path, default=ROOT / "runs/probes-seed1", help="probe set with a test split")
@@ -141,14 +144,14 @@ def main() -> None:
             continue
         recipe = load(name, args.runs, args.steps, args.temporal_lr, args.mixture)
         start = time.perf_counter()
-        trainer = OptionTrainer(recipe, data=train)
+        trainer = Trainer(recipe, objective=OptionsObjective(recipe, data=train))
         if train is None:  # decoded once, with the first variant's model (the LLM's table is the same for all)
-            train = trainer.data
+            train = trainer.objective.data
             records, *_ = option_records(args.test / "mixture_test.yaml")
-            test = load_option_records(records, args.test, trainer.model, trainer.processor,
+            test = load_option_records(records, args.test, trainer.base_model, trainer.processor,
                                        recipe.data.num_frames, train.vocab)
         trainer.run()
-        accuracy = option_accuracy(trainer.model, trainer.head, test)
+        accuracy = option_accuracy(trainer.base_model, trainer.objective.head, test)
         results[name] = {**settings, "accuracy": accuracy, "questions": len(test),
                          "seconds": time.perf_counter() - start}
         print(name, json.dumps(accuracy), flush=True)

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,10 +17,19 @@ from tempflex.train.engine import train
 from tempflex.train.recipe import load_recipe, parse_recipe
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_fixtures import TinyConversations, parts_for, tiny_recipe, write_recipe
+from train_fixtures import (
+    TinyConversations,
+    assert_matches_golden,
+    kill_mid_checkpoint,
+    launch,
+    one_thread,
+    parts_for,
+    tiny_recipe,
+    write_recipe,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "train_fixtures.py"
+GOLDEN = Path(__file__).parent / "golden"
 
 
 def weights(final: Path) -> dict[str, torch.Tensor]:
@@ -90,37 +96,40 @@ def test_cotrain_sums_budgets_and_distills_down_the_chain(tmp_path: Path) -> Non
     assert set(records[-1]["parts"]) == {"lm_16", "lm_4", "kl_4"} and records[-1]["parts"]["kl_4"] > 0
 
 
-def _run(recipe: Path, env: dict | None = None, **popen) -> subprocess.Popen:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, str(FIXTURES), str(recipe)], env=env, cwd=ROOT, **popen)
-
-
 def test_resume_after_sigkill_mid_checkpoint_matches_uninterrupted(tmp_path: Path) -> None:
     sections = {"schedule": {"epochs": 2}, "checkpoint": {"every": 1, "keep": 2}}  # 4 steps
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    uninterrupted = _run(write_recipe(tmp_path / "a", **sections))
+    uninterrupted = launch(write_recipe(tmp_path / "a", **sections))
     interrupted = write_recipe(tmp_path / "b", **sections)
     run_b = tmp_path / "b" / "run"
-    proc = _run(interrupted, env={"TEMPFLEX_CHECKPOINT_WRITE_DELAY": "3:120"})
-    tmp_dir = run_b / ".tmp-checkpoint-3"
-    deadline = time.monotonic() + 120
-    while not (tmp_dir / "optimizer.bin").is_file():
-        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before writing checkpoint 3"
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_mid_checkpoint(interrupted, 3)
     assert sorted(p.name for p in run_b.iterdir() if "checkpoint" in p.name) == [
         ".tmp-checkpoint-3", "checkpoint-1", "checkpoint-2"]
-    resumed = _run(interrupted, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    resumed = launch(interrupted, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, out
     assert uninterrupted.wait(timeout=300) == 0
     assert "resumed from" in out and "checkpoint-2" in out
-    assert not tmp_dir.exists() and (run_b / "checkpoint-4").is_dir() and not (run_b / "checkpoint-2").exists()
+    assert not (run_b / ".tmp-checkpoint-3").exists() and (run_b / "checkpoint-4").is_dir()
+    assert not (run_b / "checkpoint-2").exists()
     final_a, final_b = weights(tmp_path / "a" / "run" / "final"), weights(run_b / "final")
     assert max_diff(final_a, final_b) <= 1e-6
     steps = [json.loads(line)["step"] for line in (run_b / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 3, 4]  # step 3 ran twice: before the kill and after the resume
+
+
+@pytest.mark.parametrize("variant", ["lm", "lm_cotrain"])
+def test_losses_match_the_golden_run_step_by_step(tmp_path: Path, variant: str) -> None:
+    """The golden logs were written by the lm trainer before objectives became pluggable: the same seed must give
+    the same losses, gradient norms and rates. ``lm``: 2 accumulation steps over 2 epochs; ``lm_cotrain``: two
+    budgets with distillation."""
+    if variant == "lm":
+        recipe = parse_recipe(tiny_recipe(tmp_path, batch={"global_batch": 4, "micro_batch": 2}, schedule={"epochs": 2}))
+    else:
+        recipe = parse_recipe(tiny_recipe(tmp_path, cotrain={"budgets": [16, 4], "distill_weight": 0.5}))
+    with one_thread():
+        train(recipe, parts_for(recipe, videos_only=variant == "lm_cotrain"))
+    assert_matches_golden(tmp_path / "run" / "log.jsonl", GOLDEN / f"train_{variant}_log.jsonl")
 
 
 def test_tiny_conversations_follow_the_dataset_contract() -> None:

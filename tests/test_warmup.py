@@ -1,12 +1,16 @@
-"""Stage 0 (``objective: options``): the visual path trained alone against multiple-choice options.
+"""Stage 0 (``objective: options``): the visual path trained alone against multiple-choice options, on the one
+training engine.
 
 A tiny model on 24 real probe videos (mp4 through the real decoder): the run writes a loadable final model, the LLM
-is untouched, an interrupted run resumes to the same weights, and records without options are a one-line error.
+is untouched, an interrupted run resumes to the same weights and head, records without options are a one-line
+error, and the losses of every step equal the golden values of ``tests/golden/train_options*_log.jsonl``.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +22,16 @@ from tempflex.cli import app
 from tempflex.modeling import TempFlexForConditionalGeneration
 from tempflex.probes import ProbeSettings, generate_probes
 from tempflex.train.build import build_model
+from tempflex.train.checkpoint import OBJECTIVE_FILE, Checkpoints
+from tempflex.train.engine import Trainer
+from tempflex.train.objectives.option_head import OptionHead
+from tempflex.train.objectives.option_terms import said_distance, variance_hinge
 from tempflex.train.recipe import load_recipe
-from tempflex.train.warmup import OptionHead, OptionTrainer, said_distance, variance_hinge
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_fixtures import assert_matches_golden, kill_mid_checkpoint, launch, one_thread
+
+GOLDEN = Path(__file__).parent / "golden"
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +42,7 @@ def probes(tmp_path_factory) -> Path:
 
 
 def _recipe(tmp: Path, probes: Path, mixture: str = "mixture_train.yaml", **extra) -> Path:
+    """The recipe of the golden runs (``extra`` replaces whole sections)."""
     recipe = {
         "seed": 0, "output_dir": str(tmp / "run"), "resume": "auto", "objective": "options",
         "model": {"tiny": {"text": "qwen3"}},
@@ -52,7 +65,7 @@ def _weights(directory: Path) -> dict[str, torch.Tensor]:
 
 def test_run_trains_the_visual_path_only(tmp_path, probes):
     recipe = load_recipe(_recipe(tmp_path, probes))
-    final = OptionTrainer(recipe, progress=False).run()
+    final = Trainer(recipe).run()
     start, _ = build_model(recipe.model, recipe.seed)
     trained = _weights(final)
     for name, value in start.named_parameters():
@@ -60,31 +73,63 @@ def test_run_trains_the_visual_path_only(tmp_path, probes):
         assert same == name.startswith("language_model."), name  # LLM untouched, every visual tensor moved
     log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
-    assert all(r["loss"] > 0 and 0 <= r["batch_accuracy"] <= 1 for r in log)
-    assert (tmp_path / "run" / "checkpoint-3" / "state.pt").is_file()  # the last periodic one is kept
+    assert all(r["loss"] > 0 and 0 <= r["batch_accuracy"] <= 1 and r["lr"]["head"] >= 0 for r in log)
+    checkpoint = tmp_path / "run" / "checkpoint-6"  # one checkpoint layout: the model, and the head beside it
+    state = Checkpoints.load_objective(checkpoint)
+    assert (checkpoint / "model" / "model.safetensors").is_file() and "generator" in state
+    assert set(state["head"]) >= {"project.weight", "standardise.running_mean", "classify.2.weight"}
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, probes, monkeypatch):
     (tmp_path / "a").mkdir()
-    straight = OptionTrainer(load_recipe(_recipe(tmp_path / "a", probes)), progress=False).run()
+    straight = Trainer(load_recipe(_recipe(tmp_path / "a", probes))).run()
 
     (tmp_path / "b").mkdir()
     recipe = load_recipe(_recipe(tmp_path / "b", probes))
-    save = OptionTrainer._save
+    save = Checkpoints.save
 
-    def save_then_die(self, step, gen):
-        save(self, step, gen)
+    def save_then_die(self, *args):
+        save(self, *args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(OptionTrainer, "_save", save_then_die)
+    monkeypatch.setattr(Checkpoints, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        OptionTrainer(recipe, progress=False).run()
-    monkeypatch.setattr(OptionTrainer, "_save", save)
-    assert (tmp_path / "b" / "run" / "checkpoint-3" / "state.pt").is_file()
+        Trainer(recipe).run()
+    monkeypatch.setattr(Checkpoints, "save", save)
+    assert (tmp_path / "b" / "run" / "checkpoint-3" / OBJECTIVE_FILE).is_file()
     assert not (tmp_path / "b" / "run" / "final").exists()
-    resumed = OptionTrainer(recipe, progress=False).run()
+    resumed = Trainer(recipe).run()
     a, b = _weights(straight), _weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+    heads = [Checkpoints.load_objective(f.parent / "checkpoint-6")["head"] for f in (straight, resumed)]
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])  # the head resumed too
+    losses = [[json.loads(x)["loss"] for x in (f.parent / "log.jsonl").read_text().splitlines()]
+              for f in (straight, resumed)]
+    assert losses[1] == losses[0]  # steps 1-3 before the kill, 4-6 after the resume
+
+
+def test_resume_after_sigkill_mid_checkpoint_matches_uninterrupted(tmp_path, probes):
+    """A process killed while checkpoint 3 is half written resumes from checkpoint 2 (model, optimizer, scheduler,
+    head and the sampler's generator) to the weights and head of a run that was never interrupted."""
+    runs = {}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        runs[name] = _recipe(tmp_path / name, probes, checkpoint={"every": 1, "keep": 2},
+                             schedule={"max_steps": 4, "warmup_ratio": 0.2})
+    uninterrupted = launch(runs["a"])
+    kill_mid_checkpoint(runs["b"], 3)
+    run_b = tmp_path / "b" / "run"
+    assert (run_b / ".tmp-checkpoint-3").is_dir() and not (run_b / "checkpoint-3").exists()
+    resumed = launch(runs["b"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0 and "resumed from" in out and "checkpoint-2" in out, out
+    assert uninterrupted.wait(timeout=300) == 0
+    a, b = _weights(tmp_path / "a" / "run" / "final"), _weights(run_b / "final")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    heads = [Checkpoints.load_objective(tmp_path / n / "run" / "checkpoint-4")["head"] for n in ("a", "b")]
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
+    steps = [json.loads(line)["step"] for line in (run_b / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 3, 4]  # step 3 ran twice: before the kill and after the resume
 
 
 def test_records_without_options_are_a_one_line_error(tmp_path, probes):
@@ -98,7 +143,7 @@ def test_options_objective_refuses_to_train_the_llm(tmp_path, probes):
     path = _recipe(tmp_path, probes)
     recipe = load_recipe(path, ["optim.lr.language_model=1e-4", "optim.freeze=[]"])
     with pytest.raises(ValueError, match="language_model"):
-        OptionTrainer(recipe, progress=False)
+        Trainer(recipe)
 
 
 def _two_datasets(tmp: Path, probes: Path) -> str:
@@ -113,16 +158,17 @@ def _two_datasets(tmp: Path, probes: Path) -> str:
 def test_curriculum_phases_draw_from_their_datasets_only(tmp_path, probes, monkeypatch):
     phases = [{"datasets": ["easy"], "steps": 2}, {"datasets": ["main"], "steps": 1}]
     recipe = load_recipe(_recipe(tmp_path, probes, _two_datasets(tmp_path, probes), warmup={"curriculum": phases}))
-    trainer = OptionTrainer(recipe, progress=False)
-    sources = trainer.data.sources
+    trainer = Trainer(recipe)
+    data = trainer.objective.data
+    sources = data.sources
     assert sources.count("easy") == len((probes / "val.jsonl").read_text().splitlines()) and "main" in sources
-    drawn, batch = [], trainer.data.batch
+    drawn, batch = [], data.batch
 
     def spy(index):
         drawn.append([sources[i] for i in index.tolist()])
         return batch(index)
 
-    monkeypatch.setattr(trainer.data, "batch", spy)
+    monkeypatch.setattr(data, "batch", spy)
     trainer.run()
     assert len(drawn) == 6 and [set(d) for d in drawn[:3]] == [{"easy"}, {"easy"}, {"main"}]
     assert {s for d in drawn[3:] for s in d} == {"easy", "main"}  # then the whole mixture
@@ -173,6 +219,33 @@ def test_head_learns_at_the_largest_module_rate_not_a_parts(tmp_path, probes):
     """A dotted entry's own rate (here the merger's norm at 0.5) is not the head's; the largest module rate is."""
     optim = {"lr": {"vision_tower": 1e-3, "temporal": 2e-3, "merger": 1e-3, "merger.norm": 0.5},
              "freeze": ["language_model"]}
-    trainer = OptionTrainer(load_recipe(_recipe(tmp_path, probes, optim=optim)), progress=False)
-    rates = {g["name"]: g["initial_lr"] for g in trainer.optim.param_groups}
+    trainer = Trainer(load_recipe(_recipe(tmp_path, probes, optim=optim)))
+    rates = {g["name"]: g["initial_lr"] for g in trainer.optimizer.param_groups}
     assert rates["head"] == 2e-3 and rates["merger.norm"] == 0.5 and rates["merger"] == 1e-3
+
+
+@pytest.mark.parametrize("variant", ["options", "options_bridge"])
+def test_losses_match_the_golden_run_step_by_step(tmp_path, probes, variant):
+    """The golden logs were written by the options trainer before it became an objective of the one engine: the
+    same seed must give the same losses. ``options_bridge`` adds a word bridge that reads the prompt (the bridge
+    term and its own learning rate) and a two-phase curriculum over two datasets."""
+    extra = {}
+    if variant == "options_bridge":
+        bridge = {"hidden": 16, "top": 8, "query": True}
+        extra = {"model": {"tiny": {"text": "qwen3", "config": {"bridge": bridge}}},
+                 "optim": {"lr": {"vision_tower": 1e-3, "temporal": 1e-3, "merger": 1e-3, "bridge": 2e-3},
+                           "freeze": ["language_model"]},
+                 "warmup": {"said": 0.5, "bridge": 0.7, "curriculum": [{"datasets": ["easy"], "steps": 2},
+                                                                       {"datasets": ["main"], "steps": 1}]}}
+        mixture = _two_datasets(tmp_path, probes)
+    else:
+        mixture = "mixture_train.yaml"
+    with one_thread():
+        Trainer(load_recipe(_recipe(tmp_path, probes, mixture, **extra))).run()
+    assert_matches_golden(tmp_path / "run" / "log.jsonl", GOLDEN / f"train_{variant}_log.jsonl")
+
+
+def test_options_objective_refuses_many_processes(tmp_path, probes, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="one process"):
+        Trainer(load_recipe(_recipe(tmp_path, probes)))

@@ -1,29 +1,42 @@
-"""Training test helpers: a tiny in-memory dataset with the ConversationDataset contract, recipes, and a runner.
+"""Training test helpers: a tiny in-memory dataset with the ConversationDataset contract, recipes, a runner and
+the golden-log comparison.
 
 ``TinyConversations`` makes real processor outputs from small random images and 2-frame videos (no files), so the
 engine is tested without the mixture reader. ``python tests/train_fixtures.py RECIPE.yaml [key=value ...]`` runs
-a recipe on it (the entry point of the subprocess and torchrun tests).
+a recipe on it (the entry point of the subprocess and torchrun tests); a recipe with ``objective: options`` runs on
+its own mixture.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from torch.utils.data import Dataset
 
 from tempflex.media import VideoClip
 from tempflex.processing import TempFlexProcessor
+from tempflex.train.checkpoint import DELAY_ENV
 from tempflex.train.collate import collate
-from tempflex.train.engine import TrainParts, train
+from tempflex.train.engine import train
+from tempflex.train.objectives.lm import TrainParts
 from tempflex.train.recipe import load_recipe
 from tempflex.train.tokenize import encode_conversation
 
+ROOT = Path(__file__).resolve().parents[1]
 ANSWERS = ["a red ball moves to the left.", "a cat sits on a rock.", "the camera pans right.", "a bird flies."]
 
 
@@ -109,6 +122,50 @@ def parts_for(recipe, n: int = 8, videos_only: bool = False) -> TrainParts:
                       dataset.lengths)
 
 
+def launch(recipe: Path, env: dict | None = None, **popen) -> subprocess.Popen:
+    """This file's runner on ``recipe`` in a new process (one thread, deterministic algorithms)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.Popen([sys.executable, __file__, str(recipe)], env=env, cwd=ROOT, **popen)
+
+
+def kill_mid_checkpoint(recipe: Path, step: int) -> None:
+    """Run ``recipe`` and SIGKILL it while checkpoint ``step`` is half written (optimizer state on disk, model and
+    position not yet): the test hook of ``tempflex.train.checkpoint`` holds the writer there."""
+    proc = launch(recipe, env={DELAY_ENV: f"{step}:120"})
+    tmp_dir = load_recipe(recipe).output_dir / f".tmp-checkpoint-{step}"
+    deadline = time.monotonic() + 240
+    while not (tmp_dir / "optimizer.bin").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, f"the run ended before writing checkpoint {step}"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Golden values were recorded on one thread: float sums depend on how a reduction is split over threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def assert_matches_golden(log: Path, golden: Path) -> None:
+    """Every golden number of every step of a run's log.jsonl (losses, loss terms, gradient norm, learning rates)
+    to 1e-6, relative or absolute; the golden files hold no timings."""
+    got = [json.loads(x) for x in log.read_text().splitlines()]
+    want = [json.loads(x) for x in golden.read_text().splitlines()]
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    for g, w in zip(got, want):
+        for key, value in w.items():
+            if isinstance(value, (dict, float)):  # a dict: learning rates or loss parts
+                assert g[key] == pytest.approx(value, rel=1e-6, abs=1e-6), (w["step"], key)
+            else:
+                assert g[key] == value, (w["step"], key)
+
+
 def main(argv: list[str]) -> None:
     torch.use_deterministic_algorithms(True)
     n = 8
@@ -119,7 +176,7 @@ def main(argv: list[str]) -> None:
         else:
             overrides.append(item)
     recipe = load_recipe(argv[0], overrides)
-    train(recipe, parts_for(recipe, n=n))
+    train(recipe, parts_for(recipe, n=n) if recipe.objective == "lm" else None)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@ from transformers import (
     Siglip2VisionModel,
 )
 
-from tempflex.hub.assemble import add_placeholder_tokens, assemble
 from tempflex.configuration import SO400M_NAFLEX, TempFlexConfig
+from tempflex.hub.assemble import add_placeholder_tokens, assemble
 from tempflex.modeling import TempFlexForConditionalGeneration
 from tempflex.processing import ProcessorSettings, TempFlexProcessor
 from tempflex.train.recipe import AssembleSpec, ModelSpec, TinySpec

@@ -8,6 +8,8 @@ temporary directory, which the next start deletes. Layout:
 - accelerate's ``save_state`` files: optimizer, scheduler (``custom_checkpoint_0.pkl``), RNG states of python,
   numpy and torch per rank (``random_states_R.pkl``); under DeepSpeed its own ``pytorch_model/`` directory holds
   the model and the partitioned optimizer instead;
+- ``objective.pt``: the objective's own state when it has one (``Objective.state_dict``: the options head and its
+  sampler's generator), a ``torch.save`` of tensors only;
 - ``trainer_state.json``: the data position (``Position``), written last.
 
 Resume loads all of it; the data position lets the engine skip the micro-batches already consumed in the epoch.
@@ -25,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from safetensors.torch import load_file
@@ -33,6 +36,7 @@ from torch import nn
 from tempflex.atomic import fsync_dir
 
 STATE_FILE = "trainer_state.json"
+OBJECTIVE_FILE = "objective.pt"
 MODEL_DIR = "model"
 TMP_PREFIX = ".tmp-"
 DELAY_ENV = "TEMPFLEX_CHECKPOINT_WRITE_DELAY"
@@ -139,8 +143,9 @@ class Checkpoints:
             self.acc.unwrap_model(model).save_pretrained(directory, safe_serialization=True)
             processor.save_pretrained(directory)
 
-    def save(self, model: nn.Module, processor, position: Position) -> Path:
-        """Write ``checkpoint-STEP`` atomically, then keep only the last ``keep``; every rank must call it."""
+    def save(self, model: nn.Module, processor, position: Position, objective: dict | None = None) -> Path:
+        """Write ``checkpoint-STEP`` atomically, then keep only the last ``keep``; every rank must call it.
+        ``objective``: the objective's state (the main process's is saved)."""
         target = self.output_dir / f"checkpoint-{position.step}"
         tmp = self.output_dir / f"{TMP_PREFIX}{target.name}"
         if self.acc.is_main_process:
@@ -151,6 +156,8 @@ class Checkpoints:
         self._save_model(model, processor, tmp / MODEL_DIR)
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
+            if objective:
+                torch.save(objective, tmp / OBJECTIVE_FILE)
             (tmp / STATE_FILE).write_text(json.dumps(asdict(position), indent=2) + "\n")
             publish(tmp, target)
             for _, old in self.complete()[: -self.keep]:
@@ -187,3 +194,9 @@ class Checkpoints:
         if not self.deepspeed:
             load_weights(self.acc.unwrap_model(model), path / MODEL_DIR)
         return position
+
+    @staticmethod
+    def load_objective(path: Path) -> dict:
+        """The objective state saved in checkpoint ``path``, on the CPU ({} when it has none)."""
+        file = Path(path) / OBJECTIVE_FILE
+        return torch.load(file, map_location="cpu", weights_only=True) if file.is_file() else {}

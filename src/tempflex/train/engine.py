@@ -1,10 +1,15 @@
-"""The training engine: one recipe -> one run on accelerate, from one CPU process to many GPUs.
+"""The training engine: one recipe -> one run on accelerate, from one CPU process to many GPUs, for any objective.
+
+The engine owns the loop, the optimizer and schedule (``tempflex.train.params``), gradient clipping, the progress
+bar and ``log.jsonl`` (``tempflex.train.logs``), checkpoints and resume (``tempflex.train.checkpoint``) and the final
+model; the recipe's ``objective`` (``tempflex.train.objectives``: ``lm`` or ``options``) owns its batches, its extra
+trainable modules, its loss terms and the metrics it logs.
 
 Launch the same command under ``torchrun --nproc_per_node N`` or ``accelerate launch``; the engine reads the world
 size, derives gradient accumulation = global_batch / (micro_batch * world_size), and shards the length-grouped
 micro-batches so that rank r takes micro-batches r, r+N, ...: one optimizer step of N processes sees exactly the
 samples one process sees, and the loss is normalised by the answer tokens of the whole global batch
-(``tempflex.train.cotrain``), so the updates agree up to float summation order.
+(``tempflex.train.objectives.lm``), so the updates agree up to float summation order.
 
 Distributed set-up on CPU: accelerate picks no backend on a machine without accelerators unless told, so every
 process thought it was alone. Plain data parallel uses ``Accelerator(cpu=True)`` (gloo); DeepSpeed gets
@@ -17,53 +22,23 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
 from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs, set_seed
-from torch.utils.data import DataLoader, Dataset
 from transformers import get_cosine_schedule_with_warmup
 
-from tempflex.train import cotrain as ct
+from tempflex.train.build import build_model
 from tempflex.train.checkpoint import Checkpoints, Position
 from tempflex.train.logs import RunLogger
-from tempflex.train.params import apply_freeze, build_optimizer, group_lrs, train_mode
+from tempflex.train.objectives import Objective, build_objective
+from tempflex.train.objectives.lm import LMObjective, TrainParts, build_parts, epoch_batches
+from tempflex.train.params import apply_freeze, group_lrs, param_groups, train_mode
 from tempflex.train.recipe import Recipe
 
-
-@dataclass
-class TrainParts:
-    """What a run trains and on what; ``build_parts`` makes them from the recipe, tests may inject their own."""
-
-    model: torch.nn.Module  # TempFlexForConditionalGeneration, fp32
-    processor: object  # TempFlexProcessor, saved next to the weights
-    dataset: Dataset  # map-style; item = example dict, or a list of them (one per co-training budget)
-    collate: Callable[[list], dict]  # example dicts -> one batch dict
-    lengths: list[int]  # estimated sequence length per item, for length grouping
-
-
-def build_parts(recipe: Recipe) -> TrainParts:
-    """The model (tempflex.train.build) and the mixture dataset (tempflex.train.data) of a recipe."""
-    from functools import partial
-
-    from tempflex.train.build import build_model
-    from tempflex.train.collate import collate
-    from tempflex.train.data import ConversationDataset
-    from tempflex.video.flexible import FlexibleSampling
-
-    model, processor = build_model(recipe.model, recipe.seed, trains_llm=recipe.optim.trains("language_model"))
-    flex = recipe.data.flexible
-    dataset = ConversationDataset(
-        recipe.data.mixture, processor, max_length=recipe.data.max_length, num_frames=recipe.data.num_frames,
-        seed=recipe.seed, flexible=FlexibleSampling(**flex.model_dump()) if flex else None,
-        cotrain_budgets=recipe.cotrain.budgets if recipe.cotrain else None, answer_tokens=recipe.data.answer_tokens,
-    )
-    return TrainParts(model, processor, dataset, partial(collate, pad_token_id=processor.tokenizer.pad_token_id),
-                      list(dataset.lengths))
+__all__ = ["TrainParts", "Trainer", "build_parts", "epoch_batches", "train"]
 
 
 def world_size() -> int:
@@ -114,55 +89,53 @@ def make_accelerator(recipe: Recipe, accum: int) -> Accelerator:
                        kwargs_handlers=handlers)
 
 
-def epoch_batches(sampler, epoch: int, accum: int, skip_steps: int) -> list[list[int]]:
-    """This rank's micro-batches of ``epoch`` in whole accumulation groups, minus the steps already done."""
-    sampler.set_epoch(epoch)
-    batches = list(sampler)
-    batches = batches[: len(batches) // accum * accum]
-    return batches[skip_steps * accum :]
-
-
-def _sampler(parts: TrainParts, recipe: Recipe, acc: Accelerator):
-    from tempflex.train.collate import LengthGroupedSampler
-
-    return LengthGroupedSampler(
-        parts.lengths, recipe.batch.micro_batch, seed=recipe.seed, num_replicas=acc.num_processes,
-        rank=acc.process_index, group_by_length=recipe.data.group_by_length,
-        per_step=recipe.batch.accumulation(acc.num_processes) * acc.num_processes,
-    )
-
-
 class Trainer:
-    """One run; ``run()`` returns ``output_dir/final``."""
+    """One run of a recipe's objective; ``run()`` returns ``output_dir/final``.
 
-    def __init__(self, recipe: Recipe, parts: TrainParts | None = None) -> None:
+    ``parts``: an lm run's model and data made by the caller (tests); ``objective``: an objective made by the caller
+    (e.g. the options objective over records already decoded). By default both come from the recipe.
+    """
+
+    def __init__(self, recipe: Recipe, parts: TrainParts | None = None, objective: Objective | None = None) -> None:
         self.recipe = recipe
+        if parts is not None:
+            objective = objective or LMObjective(recipe, parts)
+        self.objective = objective or build_objective(recipe)
         self.accum = recipe.batch.accumulation(world_size())
         self.acc = make_accelerator(recipe, self.accum)
         set_seed(recipe.seed)
-        self.parts = parts or build_parts(recipe)
-        self.sampler = _sampler(self.parts, recipe, self.acc)
-        self.steps_per_epoch = len(self.sampler) // self.accum
-        if self.steps_per_epoch == 0:
-            raise ValueError(f"batch.global_batch: {recipe.batch.global_batch} is more than the "
-                             f"{len(self.parts.lengths)} samples of the dataset")
-        self.total_steps = recipe.schedule.max_steps or recipe.schedule.epochs * self.steps_per_epoch
-        self._prepare()
-
-    def _prepare(self) -> None:
-        recipe, model = self.recipe, self.parts.model
+        if parts is not None:
+            model, self.processor = parts.model, parts.processor
+        else:
+            model, self.processor = build_model(recipe.model, recipe.seed,
+                                                trains_llm=recipe.optim.trains("language_model"))
         apply_freeze(model, recipe.optim)
+        self.objective.setup(model, self.processor, self.acc)
+        self.total_steps = recipe.schedule.max_steps or recipe.schedule.epochs * self.objective.steps_per_epoch
+        self._prepare(model)
+
+    def _prepare(self, model: torch.nn.Module) -> None:
+        recipe = self.recipe
         if recipe.gradient_checkpointing:
             model.activation_checkpointing_enable()
         model.config.use_cache = False
         train_mode(model)  # frozen BatchNorms keep their statistics
-        optimizer = build_optimizer(model, recipe.optim)
+        for module in self.objective.modules().values():
+            train_mode(module)
+        groups = param_groups(model, recipe.optim) + self.objective.param_groups(recipe.optim)
+        optimizer = torch.optim.AdamW(groups, betas=recipe.optim.betas, eps=recipe.optim.eps)
+        self.params = [p for g in groups for p in g["params"]]  # what the clip measures, in group order
         warmup = math.ceil(recipe.schedule.warmup_ratio * self.total_steps)
         self.scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, self.total_steps)
         # the scheduler is stepped by hand once per optimizer step (accelerate's wrapper would step it N times)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
         self.acc.register_for_checkpointing(self.scheduler)
         self.ckpt = Checkpoints(self.acc, recipe.output_dir, recipe.checkpoint.keep)
+
+    @property
+    def base_model(self) -> torch.nn.Module:
+        """The model without accelerate's wrappers."""
+        return self.acc.unwrap_model(self.model)
 
     def _resume(self) -> Position:
         self.ckpt.clean_stale()
@@ -175,19 +148,11 @@ class Trainer:
         if position.sampler_seed != self.recipe.seed:
             raise ValueError(f"resume: {path} was written with seed {position.sampler_seed}, the recipe says "
                              f"{self.recipe.seed}")
+        self.objective.load_state_dict(self.ckpt.load_objective(path))
         if self.acc.is_main_process:
             self.acc.print(f"resumed from {path} at step {position.step}")
         position.world_size = self.acc.num_processes
         return position
-
-    def _loader(self, batches: list[list[int]]) -> DataLoader:
-        return DataLoader(self.parts.dataset, batch_sampler=batches, collate_fn=self._collate,
-                          num_workers=self.recipe.data.num_workers)
-
-    def _collate(self, examples: list) -> dict | list[dict]:
-        if examples and isinstance(examples[0], list):  # co-training: one batch per budget
-            return [self.parts.collate([e[b] for e in examples]) for b in range(len(examples[0]))]
-        return self.parts.collate(examples)
 
     def run(self) -> Path:
         position = self._resume()
@@ -199,14 +164,7 @@ class Trainer:
         with RunLogger(self.recipe.log, self.recipe.output_dir, self.total_steps, position.step,
                        self.acc.is_main_process, config) as logger:
             while position.step < self.total_steps:
-                batches = epoch_batches(self.sampler, position.epoch, self.accum, position.step_in_epoch)
-                if hasattr(self.parts.dataset, "set_epoch"):  # per-epoch draws (flexible sampling)
-                    self.parts.dataset.set_epoch(position.epoch)
-                groups = iter(self._loader(batches))
-                while position.step < self.total_steps:
-                    micro = [next(groups, None) for _ in range(self.accum)]
-                    if micro[-1] is None:
-                        break
+                for micro in self.objective.epoch(position.epoch, position.step_in_epoch):
                     record = self._step(micro)
                     position.step += 1
                     position.step_in_epoch += 1
@@ -214,23 +172,20 @@ class Trainer:
                                 **record})
                     every = self.recipe.checkpoint.every
                     if every and position.step % every == 0:
-                        self.ckpt.save(self.model, self.parts.processor, position)
+                        self.ckpt.save(self.model, self.processor, position, self.objective.state_dict())
+                    if position.step >= self.total_steps:
+                        break
                 position.epoch, position.step_in_epoch = position.epoch + 1, 0
-        return self.ckpt.save_final(self.model, self.parts.processor)
+        return self.ckpt.save_final(self.model, self.processor)
 
     def _step(self, micro: list) -> dict:
         """One optimizer step over ``accum`` micro-batches; returns the log record's measurements."""
         start = time.perf_counter()
-        views = [m[0] if isinstance(m, list) else m for m in micro]  # the largest budget's view
-        local = torch.tensor([sum(ct.count_answer_tokens(v) for v in views), sum(len(v["input_ids"]) for v in views),
-                              sum(int(v.get("num_visual_tokens", 0)) for v in views)], dtype=torch.float64,
-                             device=self.acc.device)
-        tokens, samples, visual = self.acc.reduce(local, "sum").tolist()
-        num_items = max(tokens, 1.0) / (self.accum * self.acc.num_processes)
+        size = self.objective.measure(micro, self.acc)
         loss_sum, parts, grad_norm = 0.0, {}, None
         for batch in micro:
             with self.acc.accumulate(self.model):
-                out = self._micro_loss(batch, num_items)
+                out = self.objective.loss(self.model, batch, size)
                 self.acc.backward(out.loss)  # under DeepSpeed this also runs the optimizer step at the boundary
                 if self.acc.sync_gradients:
                     grad_norm = self._clip()
@@ -245,21 +200,10 @@ class Trainer:
         sums = torch.tensor([loss_sum] + [parts[k] for k in names], dtype=torch.float64, device=self.acc.device)
         sums = (self.acc.reduce(sums, "sum") / (self.accum * self.acc.num_processes)).tolist()
         seconds = time.perf_counter() - start
-        return {"loss": sums[0], **({"parts": dict(zip(names, sums[1:]))} if len(names) > 1 else {}),
+        return {"loss": sums[0], **self.objective.record(dict(zip(names, sums[1:]))),
                 **({"grad_norm": grad_norm} if grad_norm is not None else {}), "lr": lrs,
-                "samples_per_s": samples / seconds,
-                "visual_tokens_per_sample": visual / max(samples, 1.0), "seconds": seconds}
-
-    def _micro_loss(self, batch: dict | list[dict], num_items: float) -> ct.MicroLoss:
-        spec = self.recipe.cotrain
-        if spec is None:
-            out = ct.lm_loss(self.model, batch, num_items, self.acc.device)
-        else:
-            out = ct.cotrain_loss(self.model, batch, num_items, self.acc.device, weight=spec.distill_weight,
-                                  temperature=spec.temperature, budgets=spec.budgets)
-        first = batch[0] if isinstance(batch, list) else batch
-        out.loss = out.loss + ct.idle_term(self.acc.unwrap_model(self.model), first)
-        return out
+                "samples_per_s": size.samples / seconds,
+                "visual_tokens_per_sample": size.visual / max(size.samples, 1.0), "seconds": seconds}
 
     def _clip(self) -> float | None:
         """Clip the step's gradients to ``optim.grad_clip``; returns their global norm before clipping.
@@ -269,7 +213,7 @@ class Trainer:
         dividing by the accumulation steps twice): AdamW's update is invariant to a constant gradient factor.
         """
         clip = self.recipe.optim.grad_clip or math.inf  # inf: measure only (the factor is clamped to 1)
-        norm = self.acc.clip_grad_norm_(self.model.parameters(), clip)
+        norm = self.acc.clip_grad_norm_(self.params, clip)
         return None if norm is None else float(norm)
 
 

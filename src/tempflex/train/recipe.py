@@ -177,7 +177,8 @@ class PhaseSpec(Strict):
 
 
 class WarmupSpec(Strict):
-    """Weights of the options objective's loss terms (stage 0, ``tempflex.train.warmup``), and its curriculum."""
+    """Weights of the options objective's loss terms (stage 0, ``tempflex.train.objectives.options``), and its
+    curriculum."""
 
     choice: float = Field(1.0, ge=0)  # the head's cross-entropy over the record's options
     variance: float = Field(1.0, ge=0)  # VICReg's variance hinge at the LLM's embedding spread
@@ -205,7 +206,7 @@ class Recipe(Strict):
     log: LogSpec = LogSpec()  # console, JSONL, tensorboard, wandb
     cotrain: CotrainSpec | None = None  # FluxViT co-training; null: one forward per batch
     # lm: next-token loss on the answers through the LLM; options: stage 0, the visual path alone against each
-    # multiple-choice record's options (tempflex.train.warmup), the LLM's layers never run
+    # multiple-choice record's options (tempflex.train.objectives.options), the LLM's layers never run
     objective: Literal["lm", "options"] = "lm"
     warmup: WarmupSpec = WarmupSpec()  # the options objective's loss weights
 
