@@ -82,7 +82,7 @@ def keys(out: VisualTokens) -> list[int]:
 def test_registry_holds_the_builtins():
     assert available("reducer") == ["ata", "drop", "flux", "uniform"]
     assert available("selector") == ["dynamic", "uniform"]
-    assert available("allocator") == ["even", "waterfill"]
+    assert available("allocator") == ["even", "tempo", "waterfill"]
     assert available("timestamps") == ["frame", "none", "segment"]
 
 

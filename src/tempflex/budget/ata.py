@@ -9,8 +9,10 @@ the upper end capped by the fewest tokens a segment holds. The allocator (``wate
 budget and the per-segment scores (``segment_relevance``: the model's own yes/no log-odds) into counts; without
 scores every segment scores the same. Inside a segment the kept tokens are the most changing ones
 (``within="change"``: FluxViT's D, which keeps original tokens at exact positions and spends a segment's share
-where its content moves) or an even spread (``within="uniform"``). Tempo's own code keeps the first k of a
-segment's memory tokens; we have no learnt memory tokens to truncate, so we select.
+where its content moves), an even spread (``within="uniform"``), or the segment's first k tokens in (t, row, col)
+order (``within="head"``: Tempo's own rule, which keeps the first k of a segment's memory tokens; our segments hold
+encoder tokens, not learnt memory tokens, so the head is the start of the segment's first frames).
+``allocator="tempo"`` with ``within="head"`` is Tempo's ATA as its code runs it, spending at most the budget.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class AdaptiveAllocation:
     segment_frames: int = 4  # consecutive frames per segment
     min_per_frame: float = 0.5  # Tempo's lower bound, tokens a frame
     max_per_frame: float = 16.0  # Tempo's upper bound, tokens a frame
-    within: Literal["change", "uniform"] = "change"  # how a segment spends its share
+    within: Literal["change", "uniform", "head"] = "change"  # how a segment spends its share
     allocator: Any = "waterfill"  # a BudgetAllocator, or the registered name of one (default options)
 
     def __post_init__(self) -> None:
@@ -41,8 +43,8 @@ class AdaptiveAllocation:
         if not 0 <= self.min_per_frame <= self.max_per_frame:
             raise ValueError(f"need 0 <= min_per_frame <= max_per_frame, got {self.min_per_frame}, "
                              f"{self.max_per_frame}")
-        if self.within not in ("change", "uniform"):
-            raise ValueError(f"within must be 'change' or 'uniform', got {self.within!r}")
+        if self.within not in ("change", "uniform", "head"):
+            raise ValueError(f"within must be 'change', 'uniform' or 'head', got {self.within!r}")
         if isinstance(self.allocator, str):
             object.__setattr__(self, "allocator", build("allocator", self.allocator))
         if not isinstance(self.allocator, BudgetAllocator):
@@ -77,6 +79,8 @@ class AdaptiveAllocation:
     def _within(self, tokens: VisualTokens, span: range, count: int, change: torch.Tensor | None) -> torch.Tensor:
         if change is not None:
             return top_k(change[span.start : span.stop], count) + span.start
+        if self.within == "head":
+            return torch.arange(span.start, span.start + min(count, len(span)))
         part = tokens.select(torch.arange(span.start, span.stop))
         kept = UniformKeep().reduce(part, count)
         return torch.searchsorted(tokens.keys, kept.keys)  # back to indices in ``tokens``
