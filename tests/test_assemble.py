@@ -1,14 +1,15 @@
-"""Assembling TempFlex-VL from existing checkpoints: tiny ones saved here, and the real Gemma3-270M GGUF."""
+"""Assembling TempFlex-VL from existing checkpoints: tiny ones saved here (Qwen3, Qwen2.5, Llama, SmolLM2, Gemma3
+text-only and multimodal), and the real Gemma3-270M GGUF."""
 
 import numpy as np
 import pytest
 import torch
 from conftest import TEXT_CONFIGS, VISION_CONFIG, make_tokenizer, skimage_photo
 from PIL import Image
-from transformers import AutoModelForCausalLM, Siglip2Config, Siglip2Model
+from transformers import AutoConfig, AutoModelForCausalLM, Gemma3Config, Siglip2Config, Siglip2Model
 
 from tempflex import TempFlexForConditionalGeneration, TempFlexProcessor
-from tempflex.hub.assemble import assemble
+from tempflex.hub.assemble import assemble, text_model
 
 
 @pytest.fixture
@@ -99,3 +100,81 @@ def test_real_gemma3_270m_from_its_gguf_wheel_answers_about_a_real_photo(tmp_pat
     again = TempFlexForConditionalGeneration.from_pretrained(tmp_path / "assembled")
     with torch.no_grad():
         assert torch.equal(model(**batch).logits, again(**batch).logits)
+
+
+# ----------------------------------------------------------------------------------- the paper's LLM families, tiny
+SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+             max_position_embeddings=4096)
+FAMILIES = {
+    "qwen3": dict(TEXT_CONFIGS["qwen3"]),
+    "qwen2.5": dict(SMALL, model_type="qwen2", tie_word_embeddings=False),  # Qwen2.5 checkpoints say qwen2
+    "llama": dict(SMALL, model_type="llama", tie_word_embeddings=False),
+    "smollm2": dict(SMALL, model_type="llama", tie_word_embeddings=True),  # SmolLM2 is a tied Llama config
+    "gemma3-text": dict(TEXT_CONFIGS["gemma3"]),  # Gemma3-270M/1B: Gemma3ForCausalLM
+    "gemma3-multimodal": "multimodal",  # Gemma3-4B and up: Gemma3ForConditionalGeneration
+}
+
+
+@pytest.fixture(scope="module")
+def siglip_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("siglip")
+    Siglip2Model(Siglip2Config(
+        vision_config=VISION_CONFIG,
+        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4),
+    )).save_pretrained(directory)
+    return directory
+
+
+def tiny_llm(family: str, vocab: int):
+    torch.manual_seed(1)
+    if FAMILIES[family] == "multimodal":
+        text = dict(TEXT_CONFIGS["gemma3"], vocab_size=vocab)
+        text.pop("model_type")
+        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                      image_size=32, patch_size=8)
+        config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
+    else:
+        config = AutoConfig.for_model(**FAMILIES[family], vocab_size=vocab)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_each_llm_family_assembles_generates_and_reloads(family, siglip_dir, tmp_path, rng):
+    tokenizer = make_tokenizer()
+    vocab = len(tokenizer)
+    llm = tiny_llm(family, vocab)
+    llm.save_pretrained(tmp_path / "llm")
+    tokenizer.save_pretrained(tmp_path / "llm")
+    model, proc = assemble(siglip_dir, tmp_path / "llm", tff_num_layers=1, max_positions=None)
+    text = model.language_model
+    assert text.config.model_type == llm.config.get_text_config().model_type
+    assert text.config.hidden_size == model.config.text_hidden == 32
+    tied = text.get_output_embeddings().weight is text.get_input_embeddings().weight
+    assert tied == llm.config.get_text_config().tie_word_embeddings
+    # the text model does exactly what the checkpoint's own LM does (Gemma3: embedding scale and tied head kept)
+    ids = torch.tensor([[5, 17, 42, 99, 3]])
+    with torch.no_grad():
+        ours, theirs = text(input_ids=ids).logits[..., :vocab], llm(input_ids=ids).logits
+    assert torch.allclose(ours, theirs, rtol=0, atol=1e-6)  # the head grew 3 rows: the matmul may round apart
+    image = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    batch = proc(["Describe <image>."], images=[image])
+    out = model.generate(**batch, max_new_tokens=3, do_sample=False)
+    assert out.shape[1] == batch["input_ids"].shape[1] + 3 or int(out[0, -1]) == proc.tokenizer.eos_token_id
+    model.save_pretrained(tmp_path / "tf")
+    proc.save_pretrained(tmp_path / "tf")
+    again = TempFlexForConditionalGeneration.from_pretrained(tmp_path / "tf")
+    assert type(again.language_model) is type(text)
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, again(**batch).logits)
+
+
+def test_text_model_of_a_multimodal_gemma3_shares_its_modules():
+    llm = tiny_llm("gemma3-multimodal", 300)
+    text = text_model(llm)
+    assert type(llm).__name__ == "Gemma3ForConditionalGeneration" and type(text).__name__ == "Gemma3ForCausalLM"
+    assert text.model is llm.get_decoder() and text.lm_head is llm.lm_head  # taken over, not copied
+    assert float(text.model.embed_tokens.embed_scale) == pytest.approx(32 ** 0.5)  # Gemma3's sqrt(hidden) scale
+    assert not any(p.is_meta for p in text.parameters())
+    plain = tiny_llm("qwen3", 300)
+    assert text_model(plain) is plain

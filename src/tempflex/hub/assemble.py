@@ -2,7 +2,8 @@
 
 The paper starts from siglip2-so400m-patch16-naflex and Gemma3-4B or Qwen3-4B; the same code takes any
 ``Siglip2VisionModel`` checkpoint and any ``AutoModelForCausalLM`` checkpoint (a directory, or a GGUF file through
-transformers' ``gguf_file=``). The placeholder tokens are added to the tokenizer, the LLM's embedding matrix grows
+transformers' ``gguf_file=``); a multimodal checkpoint (the published Gemma3-4B loads as
+``Gemma3ForConditionalGeneration``) gives its text model (``text_model``). The placeholder tokens are added to the tokenizer, the LLM's embedding matrix grows
 to match (new rows are the mean embedding, exactly, so a frozen LLM is reproduced bit for bit at load), and the
 TFF and merger start fresh.
 
@@ -13,6 +14,7 @@ model then records it in ``config.text_source`` and, while the LLM stays frozen,
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -54,10 +56,32 @@ def _load_vision(vision: Siglip2VisionModel | str | Path, dtype: torch.dtype) ->
 def _load_llm(
     llm: PreTrainedModel | str | Path, gguf_file: str | None, dtype: torch.dtype
 ) -> PreTrainedModel:
-    if isinstance(llm, PreTrainedModel):
+    if not isinstance(llm, PreTrainedModel):
+        kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+        llm = AutoModelForCausalLM.from_pretrained(llm, dtype=dtype, **kwargs)
+    return text_model(llm)
+
+
+def text_model(llm: PreTrainedModel) -> PreTrainedModel:
+    """The causal text model of ``llm``: itself when its config is a text config, else (a multimodal checkpoint such
+    as the published Gemma3-4B, ``Gemma3ForConditionalGeneration``) a causal LM of its ``text_config`` that takes over
+    the same decoder and head modules (no copy), so what the text model does is kept exactly: Gemma3's scaled
+    embedding (x sqrt(hidden)) lives in its decoder's embedding module, and a head tied to the embedding stays tied.
+    The vision tower and projector of the checkpoint are dropped: TempFlex brings its own encoder."""
+    text_config = llm.config.get_text_config()
+    if text_config is llm.config:
         return llm
-    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
-    return AutoModelForCausalLM.from_pretrained(llm, dtype=dtype, **kwargs)
+    decoder, head = llm.get_decoder(), llm.get_output_embeddings()
+    if head is None:
+        raise ValueError(f"{type(llm).__name__} has no language-model head to take the text model from")
+    text_config = copy.deepcopy(text_config)
+    text_config.tie_word_embeddings = head.weight is decoder.get_input_embeddings().weight
+    with torch.device("meta"):  # the modules are replaced below: allocate nothing
+        causal = AutoModelForCausalLM.from_config(text_config)
+    setattr(causal, causal.base_model_prefix, decoder)  # set_decoder would hand it to the meta decoder instead
+    causal.set_output_embeddings(head)
+    causal.generation_config = llm.generation_config
+    return causal.to(decoder.get_input_embeddings().weight.dtype)
 
 
 def is_wheel_name(llm: object) -> bool:
