@@ -112,4 +112,4 @@ def test_cli_reports_a_bad_recipe_in_one_line(paths, tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: optim.lr.decoder: unknown module 'decoder'; modules are vision_tower, " \
-        "temporal, merger, language_model (or a dotted part of one)"
+        "temporal, merger, language_model, bridge (or a dotted part of one)"
