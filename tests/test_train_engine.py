@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from tempflex.modeling import TempFlexForConditionalGeneration
 from tempflex.train import cotrain as ct
 from tempflex.train.engine import train
+from tempflex.train.objectives import REGISTRY, Objective, build_objective, objective_class
 from tempflex.train.recipe import load_recipe, parse_recipe
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -130,6 +131,21 @@ def test_losses_match_the_golden_run_step_by_step(tmp_path: Path, variant: str) 
     with one_thread():
         train(recipe, parts_for(recipe, videos_only=variant == "lm_cotrain"))
     assert_matches_golden(tmp_path / "run" / "log.jsonl", GOLDEN / f"train_{variant}_log.jsonl")
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_registered_objective_follows_the_protocol(tmp_path: Path, name: str) -> None:
+    sections = {"objective": name}
+    if name == "options":  # its own requirements: a step count, the LLM frozen
+        sections |= {"schedule": {"max_steps": 2}, "optim": {"lr": {"vision_tower": 1e-3, "temporal": 1e-3,
+                                                                    "merger": 1e-3}, "freeze": ["language_model"]}}
+    objective = build_objective(parse_recipe(tiny_recipe(tmp_path, **sections)))
+    assert isinstance(objective, Objective) and objective.name == name and objective_class(name) is type(objective)
+
+
+def test_unknown_objective_is_a_one_line_error() -> None:
+    with pytest.raises(ValueError, match="objective: unknown objective 'mae'; known: lm, options"):
+        objective_class("mae")
 
 
 def test_tiny_conversations_follow_the_dataset_contract() -> None:

@@ -169,5 +169,7 @@ class OptionsObjective:
         return {"head": self.head.state_dict(), **self.sampler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        if "head" not in state:
+            raise ValueError("resume: the checkpoint holds no options head (was it written by another objective?)")
         self.head.load_state_dict(state["head"])
         self.sampler.load_state_dict(state)
