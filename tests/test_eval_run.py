@@ -85,3 +85,18 @@ def test_cli_list_run_resume_and_errors(saved_tiny, videomme_dir, tmp_path):
                          (["eval", "videomme"], "--data DIR is required")):
         result = runner.invoke(_cli(), bad)
         assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_default_model_batched_answers_equal_asking_alone(probes, tmp_path):
+    """tempflex-tiny (its Gemma3-270M from the wheel): the batched run answers as `tempflex ask` does."""
+    asker = Asker()
+    config = EvalConfig("probes", probes, out=tmp_path / "tiny", limit=3, batch_size=3)
+    report = run_eval(config, TempFlexResponder(asker, ResponderSettings(frames=8)))
+    _, questions = load_questions(config)
+    lines = [json.loads(x) for x in (tmp_path / "tiny" / "predictions.jsonl").read_text().splitlines()]
+    for q, line in zip(questions, lines):
+        alone = asker.ask(q.prompt.split("\n")[0], load_media(video=q.video, frames=8),
+                          options=q.options)
+        assert line["prediction"] == alone.choice
+    assert report.overall.n == 3
