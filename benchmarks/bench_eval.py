@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd[:4])} ... failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - start, done.stdout
@@ -114,13 +114,13 @@ def main() -> None:
     same_lmms = sum(theirs.get(k) == v for k, v in ours.items())
     same_ask = sum(ours.get(k) == v for k, v in alone.items())
     lines = [
-        f"Model: {args.model or 'tempflex-tiny'}, {args.frames} frames, probe questions (seed 11), "
-        f"batch size {args.batch_size}; end to end (process start, model load, every question).", "",
+        (f"Model: {args.model or 'tempflex-tiny'}, {args.frames} frames, probe questions (seed 11), "
+         f"batch size {args.batch_size}; end to end (process start, model load, every question)."), "",
         "| route | questions | seconds | questions/s | vs one ask process per question |",
         "|---|---|---|---|---|",
         *(f"| {name} | {n} | {s:.1f} | {n / s:.3f} | {n / s / base:.1f}x |" for name, n, s in rows), "",
-        f"tempflex eval's loop alone (after loading): {report['questions_per_second']:.2f} questions/s; "
-        f"accuracy {report['overall']['accuracy']:.3f} on {report['questions']} questions.",
+        (f"tempflex eval's loop alone (after loading): {report['questions_per_second']:.2f} questions/s; "
+         f"accuracy {report['overall']['accuracy']:.3f} on {report['questions']} questions."),
         f"Same answers: lmms-eval {same_lmms}/{len(ours)}, tempflex ask {same_ask}/{len(alone)}.",
     ]
     text = "\n".join(lines)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import eval_fixtures as fx
 import pytest
 
-import eval_fixtures as fx
 from tempflex.eval import EvalConfig, available, get_benchmark, load_questions, run_eval
 from tempflex.eval.extract import first_capital_letter, lvb_letter, mmmu_letter, mvbench_letter, yes_no
 from tempflex.eval.responder import Output
@@ -133,7 +133,7 @@ def test_mvbench_per_task_folders_prompt_and_mean_over_tasks(layouts, tmp_path):
     # tasks cycle action_sequence, moving_direction, fine_grained_pose (two questions each)
     wrong = {"A": "B", "B": "C", "C": "D", "D": "A"}
     outputs = {qid: f"({letter.lower()})" for qid, letter in answers}  # right, read through mcq_acc
-    (s1, l1), (m1, _), (p1, _), (s2, l2), (m2, lm2), (p2, _) = answers
+    (s1, l1), _, (p1, _), _, (m2, _), (p2, _) = answers
     outputs[s1] = f"{wrong[l1]}. something"  # action_sequence 1 of 2
     outputs[m2] = ""  # moving_direction: an empty answer leaves the denominator: 1 of 1
     outputs[p1] = outputs[p2] = "I cannot tell"  # fine_grained_pose 0 of 2
@@ -170,7 +170,7 @@ def test_tempcompass_three_formats(layouts, tmp_path):
 
 def test_mlvu_skips_generation_tasks_and_averages_task_types(layouts, tmp_path):
     data, answers = layouts["mlvu"]
-    (p1, lp1), (c1, lc1), (p2, lp2), (c2, lc2) = answers
+    (p1, lp1), (c1, lc1), (p2, _), (c2, _) = answers
     outputs = {p1: f"{lp1})", c1: f"{lc1}) yes", p2: "not sure", c2: "xyz"}  # lmms-eval reads 'X)' as X
     report, _ = _run(tmp_path, "mlvu", data, outputs)
     types = {s.name: (s.correct, s.n) for s in report.groups["task_type"]}
@@ -232,6 +232,7 @@ def test_resume_neither_loses_nor_repeats(layouts, tmp_path):
 def test_report_json_and_plot(layouts, tmp_path):
     data, answers = layouts["nextqa"]
     report, _ = _run(tmp_path, "nextqa", data, {qid: letter for qid, letter in answers}, plot=True)
+    assert report.to_json() == json.loads((tmp_path / "nextqa" / "report.json").read_text())
     saved = json.loads((tmp_path / "nextqa" / "report.json").read_text())
     assert saved["overall"]["accuracy"] == 1.0 and saved["overall"]["ci_low"] == pytest.approx(wilson(4, 4)[0])
     assert saved["settings"]["model"] == "scripted" and set(saved["groups"]) == {"family", "type"}

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 
+import eval_fixtures as fx
 import pytest
 from typer.testing import CliRunner
 
-import eval_fixtures as fx
 from tempflex.ask import Asker, load_media
 from tempflex.eval import EvalConfig, ResponderSettings, TempFlexResponder, load_questions, run_eval
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ class StandInBaseModel:
     """What TempFlexVLM relies on from vlmeval.vlm.base.BaseModel: generate() checks then calls generate_inner()."""
 
     INTERLEAVE = False
-    allowed_types = ["text", "image"]
+    allowed_types: ClassVar[list[str]] = ["text", "image"]
 
     def generate(self, message, dataset=None):
         assert isinstance(message, list) and all({"type", "value"} <= set(m) for m in message)

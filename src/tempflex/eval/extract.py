@@ -106,7 +106,7 @@ def mmmu_letter(output: str, options: Sequence[str], question_id: str) -> tuple[
     if by_letter:
         key = (lambda c: text.rfind(f"({c})")) if bracketed else (lambda c: text.rfind(f" {c} "))
     else:
-        key = lambda c: text.lower().rfind(options[letters.index(c)].lower())  # noqa: E731
+        key = lambda c: text.lower().rfind(options[letters.index(c)].lower())
     positions = [key(c) for c in found]
     return found[positions.index(max(positions))], True
 

@@ -84,9 +84,9 @@ class TempFlexResponder:
         return [o for o in outputs if o is not None]
 
     def _labels(self, question: Question) -> list[str]:
-        if self.settings.scoring == "text" and len(question.options) == len(question.choices):
-            if self._answer_tokens(question.options, quiet=True) is not None:
-                return question.options
+        usable = self.settings.scoring == "text" and len(question.options) == len(question.choices)
+        if usable and self._answer_tokens(question.options, quiet=True) is not None:
+            return question.options
         return question.choices
 
     def _answer_tokens(self, labels: Sequence[str], quiet: bool = False):

@@ -55,8 +55,7 @@ class PredictionStore:
     def append(self, predictions: list[Prediction]) -> None:
         new = not self.path.exists()
         with open(self.path, "a", encoding="utf-8") as handle:
-            for p in predictions:
-                handle.write(json.dumps(p.to_json(), ensure_ascii=False) + "\n")
+            handle.writelines(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in predictions)
             handle.flush()
             os.fsync(handle.fileno())
         if new:

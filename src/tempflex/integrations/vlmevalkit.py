@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from importlib import import_module
 from pathlib import Path
+from typing import ClassVar
 
 
 def _base_model() -> type:
@@ -30,7 +31,7 @@ def _base_model() -> type:
 class TempFlexVLM(_base_model()):
     INTERLEAVE = False
     VIDEO_LLM = True
-    allowed_types = ["text", "image", "video"]
+    allowed_types: ClassVar[list[str]] = ["text", "image", "video"]  # VLMEvalKit's generate() checks these
 
     def __init__(self, model_path: str | Path | None = None, frames: int | None = None, budget: int | None = None,
                  reduce: str = "flux", scoring: str = "options", max_new_tokens: int = 16, **kwargs) -> None:

@@ -21,6 +21,7 @@ from lmms_eval.api.model import lmms
 from tempflex.eval.base import Question, option_letters
 from tempflex.eval.responder import ResponderSettings, TempFlexResponder
 
+
 def _choices(prompt: str, doc: dict) -> list[str] | None:
     return list(doc["tempflex_choices"]) if doc.get("tempflex_choices") else option_letters(prompt)
 
