@@ -55,6 +55,16 @@ def test_default_model_option_logprobs_match_the_golden_values(asker) -> None:
         assert got[key] == pytest.approx(values, abs=1e-5), key
 
 
+def test_free_answers_stop_at_the_end_of_the_turn(asker) -> None:
+    """A free answer holds no role text of the chat template: generation stops at the end of the assistant's turn."""
+    from tempflex.ask import load_media
+
+    media = load_media(video=EXAMPLES / "object_direction.mp4", frames=asker.default_frames)
+    for question in ("What?", "What happens in the video?"):
+        answer = asker.ask(question, media, max_new_tokens=48)
+        assert "User:" not in answer.text and "Assistant:" not in answer.text, answer.text
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["--update"]:
     from tempflex.ask import Asker
 

@@ -165,3 +165,21 @@ def test_unknown_processor_setting_is_named(tmp_path, proc):
     settings.write_text(json.dumps({**json.loads(settings.read_text()), "colour": "red"}))
     with pytest.raises(ValueError, match=r"unknown settings \['colour'\]"):
         TempFlexProcessor.from_pretrained(tmp_path)
+
+
+def test_free_generation_stops_at_the_end_of_the_turn():
+    """Without a chat template the fallback template's next role line ends the answer (stop strings, and a trim of
+    what a stop string left); a tokenizer's end-of-turn token joins EOS."""
+    from conftest import tiny_model
+
+    model, processor = tiny_model("qwen3", chat_template=False)
+    kwargs = processor.generation_kwargs()
+    assert kwargs["stop_strings"] == ["\nUser:", "\nAssistant:", "\nSystem:"] and kwargs["tokenizer"] is processor.tokenizer
+    assert processor.tokenizer.eos_token_id in kwargs["eos_token_id"]
+    assert processor.trim_answer(" It moves up.\nUser: What?\nAssistant: up") == "It moves up."
+    assert processor.trim_answer("left\nAssistant:") == "left" and processor.trim_answer(" plain ") == "plain"
+    _, templated = tiny_model("qwen3")
+    assert "stop_strings" not in templated.generation_kwargs()
+    batch = processor(processor.apply_chat_template([{"role": "user", "content": "Hi"}]))
+    out = model.generate(**batch, max_new_tokens=6, do_sample=False, **kwargs)  # the real generate takes them
+    assert out.shape[1] <= batch["input_ids"].shape[1] + 6

@@ -154,9 +154,11 @@ class Asker:
                 scores = [float(v) for v in logprobs]
                 choice = answer = options[int(logprobs.argmax())]
             else:
-                generated = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+                stops = self.processor.generation_kwargs()
+                generated = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, **stops)
                 new = generated[0, inputs["input_ids"].shape[1] :]
-                choice, answer = None, self.processor.tokenizer.decode(new, skip_special_tokens=True).strip()
+                text = self.processor.tokenizer.decode(new, skip_special_tokens=True)
+                choice, answer = None, self.processor.trim_answer(text)
                 scores = None
         timings = {"decode": media.seconds, **{k: float(v) for k, v in timer.seconds.items()},
                    "total": media.seconds + time.perf_counter() - start}

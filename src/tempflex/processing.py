@@ -39,6 +39,9 @@ VIDEO_PLACEHOLDER = "<video>"
 PROCESSOR_FILE = "processor_config.json"
 _PLACEHOLDER_RE = re.compile(f"({re.escape(IMAGE_PLACEHOLDER)}|{re.escape(VIDEO_PLACEHOLDER)})")
 
+END_OF_TURN = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>")  # end-of-turn tokens of common chat LLMs
+ROLE_LINES = ("\nUser:", "\nAssistant:", "\nSystem:")  # a turn of the fallback template (``plain_chat``) ends here
+
 ImageLike = Image.Image | torch.Tensor | str | Path | Any  # a path, PIL image, (H, W, 3) uint8 array or tensor
 
 
@@ -249,6 +252,22 @@ class TempFlexProcessor:
                     elif part.get("type") == "video":
                         videos.append(part["video"])
         return self(texts, images=images, videos=videos, **kwargs)
+
+    def generation_kwargs(self) -> dict[str, Any]:
+        """What ``generate()`` needs to stop at the end of the assistant's turn: the tokenizer's end-of-turn token
+        (Gemma's ``<end_of_turn>``, ChatML's ``<|im_end|>``) beside EOS, and with the fallback template its next
+        role line (``stop_strings``, which ``generate`` matches through ``tokenizer``)."""
+        tok = self.tokenizer
+        ids = {tok.eos_token_id} | {tok.convert_tokens_to_ids(t) for t in END_OF_TURN if t in tok.get_vocab()}
+        kwargs: dict[str, Any] = {"eos_token_id": sorted(i for i in ids if i is not None)}
+        if not getattr(tok, "chat_template", None):
+            kwargs.update(stop_strings=list(ROLE_LINES), tokenizer=tok)
+        return kwargs
+
+    def trim_answer(self, text: str) -> str:
+        """A decoded answer without what follows the end of its turn (a next role line of the fallback template)."""
+        cut = min([text.find(r) for r in ROLE_LINES if r in text], default=len(text))
+        return text[:cut].strip()
 
     def batch_decode(self, ids: torch.Tensor, **kwargs) -> list[str]:
         return self.tokenizer.batch_decode(ids, skip_special_tokens=kwargs.pop("skip_special_tokens", True), **kwargs)
