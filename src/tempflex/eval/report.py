@@ -69,7 +69,7 @@ def aggregate(bench: Benchmark, questions: list[Question], predictions: list[Pre
         members: dict[str, list[Prediction]] = defaultdict(list)
         for p in kept:
             members[by_id[p.question_id].groups.get(key, "")].append(p)
-        groups[key] = [score(value, members[value]) for value in sorted(members)]
+        groups[key] = [score(value, members[value]) for value in members]  # in order of first appearance
     overall = score("overall", kept)
     headline = overall.accuracy
     if bench.headline is not None and groups.get(bench.headline):
