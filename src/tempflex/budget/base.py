@@ -28,6 +28,10 @@ BUILTIN_MODULES = (  # imported on first use of the registry, not at import time
     "tempflex.budget.ata",
     "tempflex.budget.allocators",
     "tempflex.budget.timestamps",
+    "tempflex.budget.merging",
+    "tempflex.budget.holitom",
+    "tempflex.budget.keyframes",
+    "tempflex.budget.queryframes",
 )
 ENTRY_POINT_GROUP = "tempflex.budget"  # other packages add plug-ins here: the module registers on import
 
