@@ -8,12 +8,20 @@ import json
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 
 import openai
 import pytest
 from test_serve_support import (
-    EXAMPLES, data_url, file_url, post, questions, running_server, video_message, write_image, write_video,
+    EXAMPLES,
+    data_url,
+    file_url,
+    post,
+    questions,
+    running_server,
+    video_message,
+    write_image,
 )
 
 KEY = "test-key"
@@ -43,7 +51,7 @@ def media(tmp_path_factory) -> Path:
 def server(saved_tiny, media, tmp_path_factory) -> str:
     log = tmp_path_factory.mktemp("logs") / "server.log"
     with running_server(saved_tiny, "--allowed-media-path", str(media), "--api-key", KEY,
-                        "--served-model-name", "tiny", log=log) as base:
+                        "--allowed-media-domains", "127.0.0.1", "--served-model-name", "tiny", log=log) as base:
         yield base
 
 
@@ -108,7 +116,7 @@ def test_free_generation_sampling_controls(client, media):
     again = client.chat.completions.create(model="tiny", messages=messages, max_completion_tokens=6,
                                            extra_body={"min_tokens": 6})
     assert again.choices[0].message.content == greedy.choices[0].message.content
-    sampling = dict(max_tokens=12, temperature=1.5, top_p=0.95, extra_body={"min_tokens": 12})
+    sampling = {"max_tokens": 12, "temperature": 1.5, "top_p": 0.95, "extra_body": {"min_tokens": 12}}
     sampled = [client.chat.completions.create(model="tiny", messages=messages, seed=seed, **sampling)
                .choices[0].message.content for seed in (1, 1, 2)]
     assert sampled[0] == sampled[1] and sampled[0] != sampled[2]
@@ -122,7 +130,7 @@ def test_free_generation_sampling_controls(client, media):
 
 def test_streaming_matches_plain(server, client, media):
     messages = video_message(file_url(media / "counting.mp4"), "Describe the video.")
-    sampling = dict(max_tokens=8, temperature=1.2, seed=5, extra_body={"min_tokens": 8})
+    sampling = {"max_tokens": 8, "temperature": 1.2, "seed": 5, "extra_body": {"min_tokens": 8}}
     plain = client.chat.completions.create(model="tiny", messages=messages, **sampling)
     chunks = list(client.chat.completions.create(model="tiny", messages=messages, stream=True,
                                                  stream_options={"include_usage": True}, **sampling))
@@ -151,7 +159,7 @@ def test_frames_fps_and_budget(client, media):
     assert len(by_kwargs.model_extra["tempflex"]["frames"]) == 3
     fps = client.chat.completions.create(model="tiny", messages=video_message(url, QUESTION, fps=2), max_tokens=2)
     times = [f["time"] for f in fps.model_extra["tempflex"]["frames"]]
-    assert len(times) >= 2 and all(b - a == pytest.approx(0.5, abs=0.15) for a, b in zip(times, times[1:]))
+    assert len(times) >= 2 and all(b - a == pytest.approx(0.5, abs=0.15) for a, b in pairwise(times))
     budgeted = client.chat.completions.create(
         model="tiny", messages=video_message(url, QUESTION),
         extra_body={"structured_outputs": {"choice": OPTIONS}, "mm_processor_kwargs": {"budget": 12, "reduce": "flux"}})
@@ -169,7 +177,7 @@ def test_frames_fps_and_budget(client, media):
     ("{root}/sub/../../{outside}", "outside the allowed media roots"),
     ("{root}/missing.mp4", "no such media file"),
     ("http://example.com/v.mp4", "refused"),
-    ("https://127.0.0.1/v.mp4", "refused"),
+    ("https://localhost/v.mp4", "refused"),  # only the host named, 127.0.0.1
     ("ftp://example.com/v.mp4", "unsupported media URL scheme"),
 ])
 def test_media_urls_refused(client, media, url, message):
@@ -178,6 +186,28 @@ def test_media_urls_refused(client, media, url, message):
     with pytest.raises(openai.BadRequestError, match=message):
         ask_choice(client, url)
     assert ask_choice(client, file_url(media / "object_direction.mp4")).choices[0].message.content in OPTIONS
+
+
+def test_http_media_from_an_allowed_host_without_redirects(client, media):
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(media)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        fetched = ask_choice(client, base + "/object_direction.mp4")
+        local = ask_choice(client, file_url(media / "object_direction.mp4"))
+        assert fetched.model_extra["tempflex"]["option_logprobs"] == local.model_extra["tempflex"]["option_logprobs"]
+        with pytest.raises(openai.BadRequestError, match="cannot fetch"):
+            ask_choice(client, base + "/sub")  # the handler redirects to /sub/: not followed
+    finally:
+        httpd.shutdown()
 
 
 def test_bad_requests_name_the_problem_and_the_server_lives_on(server, client, media):
