@@ -1,6 +1,6 @@
-"""`tempflex serve` with the default model tempflex-tiny (Gemma3-270M from its wheel): the example questions
-answered through the server equal `Asker`'s answers, concurrent requests equal sequential ones, and a streamed
-free answer arrives."""
+"""`tempflex serve` with the default model tempflex-tiny (Gemma3-270M from its wheel): example questions answered
+with one of their options from 16 frames, concurrent (batched) requests equal to sequential ones, and a streamed
+free answer."""
 
 from __future__ import annotations
 

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import openai
 import pytest
-from test_serve_support import EXAMPLES, data_url, file_url, post, running_server, video_message, write_image, write_video
+from test_serve_support import (
+    EXAMPLES,
+    data_url,
+    file_url,
+    post,
+    running_server,
+    video_message,
+    write_image,
+    write_video,
+)
 
 LIMITS = ["--max-body-bytes", "200000", "--max-media-items", "2", "--max-frames", "8", "--max-pixels", "100000",
           "--max-video-seconds", "5", "--max-video-bytes", "20000", "--max-decode-seconds", "0.00001",
