@@ -98,7 +98,10 @@ def generate(asker, job: Job) -> Result | None:
     from tempflex.ask import timed
 
     model = asker.model
-    stream = TextStream(asker.processor.tokenizer, job.sampling.stop, job.emit)
+    ending = asker.processor.generation_kwargs()  # end-of-turn tokens; role lines of a template-less tokenizer
+    ending.pop("tokenizer", None)
+    stops = job.sampling.stop + tuple(ending.pop("stop_strings", ()))  # the stream cuts at these itself
+    stream = TextStream(asker.processor.tokenizer, stops, job.emit)
     halt = Halt(stream, job.deadline, job.cancelled)
     with timed(model) as timer:
         inputs, info, process = model_inputs(asker, [job])
@@ -106,7 +109,7 @@ def generate(asker, job: Job) -> Result | None:
             timer.next_phase()
         if job.sampling.seed is not None:
             torch.manual_seed(job.sampling.seed)
-        model.generate(**inputs, **job.sampling.generate_kwargs(), streamer=stream,
+        model.generate(**inputs, **job.sampling.generate_kwargs(), **ending, streamer=stream,
                        stopping_criteria=StoppingCriteriaList([halt]))
     if halt.timed_out:
         return None
