@@ -76,6 +76,7 @@ class TempFlexConfig(PreTrainedConfig):
     video_frames_train: int = 64  # frames sampled per video in training
     video_frames_eval: int = 128  # frames sampled per video at test time
     video_timestamps: bool = False  # prefix each frame's tokens with a text tag like <t=1.5s>
+    token_profile: str | None = None  # named limits the two max fields came from (tempflex.tokens.PROFILES); None: by hand
 
     # Placeholder tokens (added to the tokenizer at assembly)
     image_token: str = "<|image_pad|>"
@@ -128,6 +129,14 @@ class TempFlexConfig(PreTrainedConfig):
         ):
             if not 1 <= lo <= hi:
                 raise ValueError(f"{kind} token limits must satisfy 1 <= min <= max, got [{lo}, {hi}]")
+        if self.token_profile is not None:
+            from tempflex.tokens import get_profile  # pure maths, no transformers
+
+            chosen = get_profile(self.token_profile)
+            limits = (self.image_max_tokens, self.video_max_tokens_per_frame)
+            if limits != (chosen.image_max_tokens, chosen.video_max_tokens_per_frame):
+                raise ValueError(f"token_profile {chosen.name!r} means image_max_tokens {chosen.image_max_tokens} "
+                                 f"and video_max_tokens_per_frame {chosen.video_max_tokens_per_frame}, got {limits}")
         if self.vision_config.num_channels != 3:
             raise ValueError(f"the encoder must take RGB input, got num_channels={self.vision_config.num_channels}")
 

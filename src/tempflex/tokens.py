@@ -35,6 +35,34 @@ IMAGE_MAX_TOKENS = 2048  # 8192 patches
 VIDEO_MIN_TOKENS_PER_FRAME = 4
 VIDEO_MAX_TOKENS_PER_FRAME = 64  # the authors' 256 patches per frame
 EVAL_FRAMES = 128  # frames sampled per video at test time
+
+
+@dataclass(frozen=True)
+class TokenProfile:
+    """Named token limits: what "2048" means (docs/tokens.md: the paper extends the position table to 2048; the
+    authors' scripts allow 2048 patches per image and 256 per video frame)."""
+
+    name: str
+    image_max_tokens: int  # merged tokens per image (4 patches each)
+    video_max_tokens_per_frame: int  # merged tokens per video frame
+    about: str  # one line for --help and docs
+
+
+PROFILES = {
+    "merged2048": TokenProfile("merged2048", 2048, 64,
+                               "at most 2048 merged tokens (8192 patches) per image, 64 tokens (256 patches) a frame"),
+    "patches2048": TokenProfile("patches2048", 512, 64,
+                                "the authors' scripts: at most 2048 patches (512 merged tokens) per image, 256 "
+                                "patches (64 tokens) a frame"),
+}
+DEFAULT_PROFILE = "merged2048"  # docs/tokens.md gives the reason
+
+
+def get_profile(name: str) -> TokenProfile:
+    """The named profile; ``ValueError`` naming the choices otherwise."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown token profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return PROFILES[name]
 TIMESTAMP_NOTE = "timestamp tags not counted: their length depends on the tokenizer"
 
 
@@ -242,14 +270,22 @@ def count_tokens(
     frames: int | None = None,
     max_tokens: int | None = None,
     config: TempFlexConfig | None = None,
+    profile: str | None = None,
 ) -> TokenCount:
     """Dispatch on ``strategy``; ``frames`` makes a native count a video.
 
     ``config`` supplies patch size, merge size, token limits and timestamps (else the paper's defaults);
-    ``patch_size`` overrides the patch size and ``max_tokens`` the per-image (or, for video, per-frame) budget.
+    ``profile`` (``PROFILES``) replaces the image and per-frame limits; ``patch_size`` overrides the patch size and
+    ``max_tokens`` the per-image (or, for video, per-frame) budget.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if profile is not None:
+        if strategy != "native":
+            raise ValueError(f"a token profile applies to the native strategy only, not {strategy!r}")
+        chosen = get_profile(profile)
+        if max_tokens is None:
+            max_tokens = chosen.image_max_tokens if frames is None else chosen.video_max_tokens_per_frame
     if patch_size is None:
         patch_size = config.patch_size if config is not None else PATCH_SIZE
     if strategy != "native":

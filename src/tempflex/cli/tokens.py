@@ -203,6 +203,10 @@ def tokens_cmd(
         int | None,
         typer.Option("--max-tokens", help="Native budget: per image [2048], per frame for video [64]."),
     ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option("--profile", help="Named native limits: merged2048 (default limits) | patches2048 (authors')."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print one JSON object instead of a table.")
     ] = False,
@@ -212,11 +216,12 @@ def tokens_cmd(
         if sum((size is not None, media is not None, table)) != 1:
             raise ValueError("give exactly one of --size WxH, --media PATH or --table")
         if table:
-            if (strategy, patch_size, frames, max_tokens) != ("native", None, None, None):
+            if (strategy, patch_size, frames, max_tokens, profile) != ("native", None, None, None, None):
                 raise ValueError(
                     "--table compares every strategy; it takes no --strategy/--patch-size/--frames/--max-tokens"
                 )
             _print_table(as_json)
             return
-        options = {"strategy": strategy, "patch_size": patch_size, "frames": frames, "max_tokens": max_tokens}
+        options = {"strategy": strategy, "patch_size": patch_size, "frames": frames, "max_tokens": max_tokens,
+                   "profile": profile}
         _print_count(*_count_input(size, media, options), as_json=as_json)

@@ -84,6 +84,18 @@ def text_model(llm: PreTrainedModel) -> PreTrainedModel:
     return causal.to(decoder.get_input_embeddings().weight.dtype)
 
 
+def _profile_fields(name: str, overrides: dict) -> dict:
+    from tempflex.tokens import get_profile
+
+    chosen = get_profile(name)
+    fields = {"image_max_tokens": chosen.image_max_tokens,
+              "video_max_tokens_per_frame": chosen.video_max_tokens_per_frame, "token_profile": chosen.name}
+    clash = sorted(k for k in fields if k in overrides and overrides[k] != fields[k])
+    if clash:
+        raise ValueError(f"profile {name!r} sets {', '.join(clash)}; leave them out or drop the profile")
+    return fields
+
+
 def is_wheel_name(llm: object) -> bool:
     return isinstance(llm, str) and llm in WHEEL_LLMS and not Path(llm).exists()
 
@@ -96,14 +108,18 @@ def assemble(
     gguf_file: str | None = None,
     max_positions: int | None = 2048,
     dtype: torch.dtype = torch.float32,
+    profile: str | None = None,
     **config_overrides,
 ) -> tuple[TempFlexForConditionalGeneration, TempFlexProcessor]:
     """Build a TempFlex-VL from an encoder and an LLM (models or checkpoint paths) and its processor.
 
     ``tokenizer`` defaults to the LLM's own (loaded from ``llm`` when it is a path). ``max_positions`` resamples the
     encoder's position table to at most that many entries (the paper's 256 -> 2048; None keeps it).
-    ``config_overrides`` set TempFlexConfig fields (``tff_num_layers=2``, ``video_timestamps=True``, ...).
+    ``profile`` names token limits (``tempflex.tokens.PROFILES``: ``"merged2048"``, ``"patches2048"``) and records the
+    name in the config. ``config_overrides`` set TempFlexConfig fields (``tff_num_layers=2``, ...).
     """
+    if profile is not None:
+        config_overrides.update(_profile_fields(profile, config_overrides))
     vision_model = _load_vision(vision, dtype)
     if is_wheel_name(llm):
         language_model, wheel_tok = load_wheel_llm(llm, dtype)
