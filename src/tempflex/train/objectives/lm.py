@@ -80,7 +80,7 @@ class LMObjective:
         from tempflex.train.collate import LengthGroupedSampler
 
         recipe, acc = self.recipe, accelerator
-        self.acc, self.model = acc, model
+        self.acc = acc
         if self.data is None:
             self.data = build_dataset(recipe, processor)
         self.dataset, self.collate, lengths = self.data
