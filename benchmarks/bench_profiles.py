@@ -82,7 +82,7 @@ def main() -> None:
         table.add_column(column, justify="right", no_wrap=True)
     first = None
     for name, (pixels, grid) in prepared.items():
-        t, h, w = (int(v) for v in grid[0])
+        _, h, w = (int(v) for v in grid[0])
         seconds = statistics.median(times[name])
         first = first or seconds
         table.add_row(name, str(h * w), str(h * w // 4), f"{h}x{w}", f"{seconds:.2f}", f"{seconds * scale:.1f}",

@@ -1,4 +1,4 @@
-"""Accuracy against visual tokens per frame on the probes' test split, for six ways of spending a token budget.
+"""Accuracy against visual tokens per frame on the probes' test split, for the ways of spending a token budget.
 
 Budgets are b = 1, 2, 3 tokens a frame over the model's 16 frames (B = 16 b: 16, 32, 48 visual tokens) and the
 full 4 (B = 64, every token of every frame: there all methods but ``drop`` see the same tokens, a parity check).
@@ -13,7 +13,12 @@ Methods, all at the same B:
 - ``drop-fill``: the same drop ranked to fill the budget (``mode=ratio,ratio=1``: the first frame whole, then the
   tokens that changed most, by cosine, up to B), so that it compares at equal spending;
 - ``ata``: 16 frames, Tempo's adaptive allocation (``ata``, segments of 4 frames, relevance from the model's own
-  yes/no answer per segment, water-filled into [2, 16] tokens a segment).
+  yes/no answer per segment, water-filled into [2, 16] tokens a segment);
+- ``ata-tempo``: Tempo's own ATA (allocator ``tempo``: linear map, scaled down only over budget, so it may spend
+  less; each segment keeps its first k tokens, ``within=head``);
+- the related methods (docs/budget.md, "The related methods"), each at its defaults except where a frame's 4
+  tokens call for it: ``tome``, ``holitom``, ``kffocus``, ``scenetilling`` (content only), ``date``, ``f2c``
+  (``min_frame_tokens=1``), ``bvllm`` (``frame_tokens=4``), the last three with per-frame relevance from the model.
 
 Every question is scored as in ``tempflex probes eval``: one forward pass, the answer is the option whose first
 answer token has the highest logit (``answer_tokens``; the right one is ``options[answer_index]``). Visual tokens are counted per question (asserted <= B). The model's processor writes no time
@@ -65,6 +70,14 @@ METHODS: dict[str, str | None] = {  # name -> budget spec ({budget} filled in); 
     "drop": "drop:{budget},mode=threshold,threshold=0.9",
     "drop-fill": "drop:{budget},mode=ratio,ratio=1.0",
     "ata": "ata:{budget},segment_frames=4",
+    "ata-tempo": "ata:{budget},segment_frames=4,allocator=tempo,within=head",
+    "tome": "tome:{budget}",
+    "holitom": "holitom:{budget}",
+    "kffocus": "kffocus:{budget}",
+    "scenetilling": "scenetilling:{budget}",
+    "date": "date:{budget}",
+    "f2c": "f2c:{budget},min_frame_tokens=1",
+    "bvllm": "bvllm:{budget},frame_tokens=4",
 }
 SAVE_EVERY = 25  # questions between cache writes
 CACHE_VERSION = 3  # part of the cache key: bump when scoring changes (2: answers are the options' text; 3: a word
@@ -255,7 +268,8 @@ def plot(results: list[dict], path: Path) -> None:
             mine = sorted((r for r in results if r["method"] == method), key=lambda r: r["per_frame"])
             if mine:
                 ax.plot([r["visual_per_frame"] for r in mine], [r[f"{kind}_accuracy"] for r in mine],
-                        marker="osD^vP"[i % 6], markersize=11 - 1.5 * i, linewidth=2.5 - 0.3 * i, alpha=0.8,
+                        marker="osD^vP"[i % 6], markersize=11 - 1.5 * (i % 6), linewidth=2.5 - 0.3 * (i % 6),
+                        linestyle="-" if i < 6 else "--", alpha=0.8,
                         label=method)
         ax.axhline(results[0][f"{kind}_chance"], color="grey", linestyle="--", linewidth=1, label="chance")
         ax.set_xlabel("visual tokens per frame (mean spent, 16-frame clip)")

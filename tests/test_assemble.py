@@ -103,14 +103,14 @@ def test_real_gemma3_270m_from_its_gguf_wheel_answers_about_a_real_photo(tmp_pat
 
 
 # ----------------------------------------------------------------------------------- the paper's LLM families, tiny
-SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-             max_position_embeddings=4096)
+SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "num_key_value_heads": 2, "max_position_embeddings": 4096}
 FAMILIES = {
-    "qwen3": dict(TEXT_CONFIGS["qwen3"]),
-    "qwen2.5": dict(SMALL, model_type="qwen2", tie_word_embeddings=False),  # Qwen2.5 checkpoints say qwen2
-    "llama": dict(SMALL, model_type="llama", tie_word_embeddings=False),
-    "smollm2": dict(SMALL, model_type="llama", tie_word_embeddings=True),  # SmolLM2 is a tied Llama config
-    "gemma3-text": dict(TEXT_CONFIGS["gemma3"]),  # Gemma3-270M/1B: Gemma3ForCausalLM
+    "qwen3": {**TEXT_CONFIGS["qwen3"]},
+    "qwen2.5": {**SMALL, "model_type": "qwen2", "tie_word_embeddings": False},  # Qwen2.5 checkpoints say qwen2
+    "llama": {**SMALL, "model_type": "llama", "tie_word_embeddings": False},
+    "smollm2": {**SMALL, "model_type": "llama", "tie_word_embeddings": True},  # SmolLM2 is a tied Llama config
+    "gemma3-text": {**TEXT_CONFIGS["gemma3"]},  # Gemma3-270M/1B: Gemma3ForCausalLM
     "gemma3-multimodal": "multimodal",  # Gemma3-4B and up: Gemma3ForConditionalGeneration
 }
 
@@ -129,10 +129,10 @@ def siglip_dir(tmp_path_factory):
 def tiny_llm(family: str, vocab: int):
     torch.manual_seed(1)
     if FAMILIES[family] == "multimodal":
-        text = dict(TEXT_CONFIGS["gemma3"], vocab_size=vocab)
+        text = {**TEXT_CONFIGS["gemma3"], "vocab_size": vocab}
         text.pop("model_type")
-        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-                      image_size=32, patch_size=8)
+        vision = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4,
+                  "image_size": 32, "patch_size": 8}
         config = Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4)
     else:
         config = AutoConfig.for_model(**FAMILIES[family], vocab_size=vocab)

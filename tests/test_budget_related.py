@@ -86,7 +86,7 @@ def test_holitom_segments_globally_then_merges():
     sim = pair_similarity(tokens)
     assert sim[0].isinf().all() and sim[2, 1] == pytest.approx(2 ** -0.5)
     # one segment saves 3 x 1 place; two segments [0, 2), [2, 4) save 1 x 2 + 1 x 2 = 4: the DP takes the latter
-    assert segmentation(sim, 0.8, 16) == [range(0, 2), range(2, 4)]
+    assert segmentation(sim, 0.8, 16) == [range(2), range(2, 4)]
     assert segmentation(sim, 0.8, 1) == [range(t, t + 1) for t in range(4)]
     holitom = build("reducer", "holitom", tau=0.8)
     out = holitom.reduce(tokens, 4)  # all four redundant columns merge into their segment's first frame
@@ -117,7 +117,7 @@ def test_scenetilling_cuts_at_the_depth_peak_and_shares_per_scene():
     a, b = [[1.0, 0.0, 0.0], [1.0, 0.2, 0.0]], [[0.0, 0.0, 1.0], [0.0, 0.2, 1.0]]
     tokens = from_rows([a, a, a, b, b, b, b, b])  # two scenes: 3 frames and 5 frames
     tiller = build("reducer", "scenetilling")
-    assert tiller.scenes(tokens) == [range(0, 6), range(6, 16)]
+    assert tiller.scenes(tokens) == [range(6), range(6, 16)]
     out = tiller.reduce(tokens, 2)  # one token per scene, each the mean of its whole scene
     assert out.tokens_per_frame()[:3].sum() == 1 and out.tokens_per_frame()[3:].sum() == 1
     assert torch.allclose(out.tokens, torch.tensor([[1.0, 0.1, 0.0], [0.0, 0.1, 1.0]]))

@@ -7,6 +7,7 @@ Both are training-free, need no query, merge (``merges = True``) and keep exactl
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -113,7 +114,7 @@ class SceneTilling:
         x = tokens.tokens.detach().float().cpu()
         features = torch.stack([x[s.start : s.stop].mean(dim=0) for s in slices])  # (F, E)
         starts = [0, *scene_cuts(features, self.alpha), len(slices)]
-        return [range(slices[a].start, slices[b - 1].stop) for a, b in zip(starts[:-1], starts[1:])]
+        return [range(slices[a].start, slices[b - 1].stop) for a, b in itertools.pairwise(starts)]
 
     def reduce(self, tokens: VisualTokens, budget: int, *, scores: torch.Tensor | None = None) -> VisualTokens:
         k = min(check_budget(budget), len(tokens))
