@@ -90,7 +90,7 @@ class HoliTom:
         sim = pair_similarity(tokens)
         columns = self._columns(tokens, sim, segmentation(sim, self.tau, self.max_segment))
         excess = len(tokens) - k
-        for strength, members in columns:  # strongest redundancy first
+        for _, members in columns:  # strongest redundancy first
             if excess <= 0:
                 break
             members = members[: min(len(members), excess + 1)]  # the last one over just enough frames

@@ -19,7 +19,7 @@ import torch
 
 from tempflex.budget.base import VisualTokens, register
 from tempflex.budget.reducers import check_budget, frame_slices
-from tempflex.budget.scores import spread, strided
+from tempflex.budget.scores import neighbours, spread, strided
 
 BISECTION_STEPS = 100
 
@@ -154,8 +154,6 @@ def condense(tokens: VisualTokens, counts: Sequence[int], how: str = "merge") ->
 def frame_novelty(tokens: VisualTokens) -> torch.Tensor:
     """(T,) 1 - mean cosine similarity of a frame's tokens to the same places in the previous frame present; a
     frame with no previous frame (or none of its places in it) scores 1, a frame without tokens 0."""
-    from tempflex.budget.scores import neighbours
-
     prev, _ = neighbours(tokens)
     x = tokens.tokens.detach().float().cpu()
     frame = tokens.positions[:, 0]
