@@ -10,8 +10,9 @@ A spec string is comma-separated items; the first may be ``reducer[:budget]``, t
 A bare key that names a spec field sets it (``budget``, ``reducer``/``reduce``, ``selector``/``select``,
 ``frames``, ``timestamps``, ``allocator``, ``count_separators``); any other bare key is a reducer option;
 ``kind.key=value`` is an option of that plug-in (``reducer.``, ``selector.``/``select.``, ``timestamps.``,
-``allocator.``). Values read as int, float, true/false, none, or else text. A CLI maps ``--budget 1024
---reduce flux`` onto the same fields. Every mistake is one ``BudgetError`` naming the offending key.
+``allocator.``). Values read as int, float, true/false, none, or else text. ``for_reducer("flux", 1024)``
+maps ``--budget 1024 --reduce flux`` onto the same fields. Every mistake is one ``BudgetError`` naming the
+offending key.
 """
 
 from __future__ import annotations
@@ -92,6 +93,13 @@ class BudgetSpec(BaseModel):
         if "budget" not in data:
             raise BudgetError(f"budget spec {text!r} has no budget; write e.g. '{data.get('reducer', 'flux')}:1024'")
         return cls.from_dict(data)
+
+    @classmethod
+    def for_reducer(cls, reducer: str, budget: int) -> BudgetSpec:
+        """``budget`` tokens spent by ``reducer``, a name with options after commas, as ``--budget N --reduce R``
+        give them: ``for_reducer("drop,threshold=0.8", 512)`` is ``parse("drop:512,threshold=0.8")``."""
+        name, _, options = reducer.partition(",")
+        return cls.parse(f"{name}:{budget}" + (f",{options}" if options else ""))
 
     def components(self) -> dict[str, Any]:
         """The built plug-ins and settings, as ``BudgetPipeline``'s fields (``BudgetPipeline.from_spec``)."""

@@ -41,8 +41,7 @@ def ask_cmd(
 
             if image is not None:
                 raise ValueError("--budget applies to videos; an image has no frames to spend it on")
-            name, _, extra = reduce.partition(",")
-            spec = BudgetSpec.parse(f"{name}:{budget}" + (f",{extra}" if extra else "")).model_dump()
+            spec = BudgetSpec.for_reducer(reduce, budget).model_dump()
         media = load_media(video=video, image=image, frames=model_frames(model) if frames is None else frames)
         transformers_logging.disable_progress_bar()  # the answer, not weight-loading bars
         asker = Asker(model)

@@ -1,6 +1,6 @@
 """``tempflex budget ...``: token-budget tools over a saved model (docs/budget.md).
 
-Thin over ``tempflex.budget.optimize``; bad options are one line on stderr with exit code 2.
+Thin over ``tempflex.probes.run.optimize_saved_model``; bad options are one line on stderr with exit code 2.
 """
 
 from __future__ import annotations
@@ -39,22 +39,18 @@ def optimize_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the trials and the best as JSON.")] = False,
 ) -> None:  # fmt: skip
     """FluxViT's Token Optimization: the best frames x tokens-per-frame split of BUDGET tokens on a probe split."""
-    from tempflex.ask import Asker
-    from tempflex.budget.optimize import check_space, token_optimization
-    from tempflex.probes.evaluate import probe_scorer
+    from tempflex.probes.run import optimize_saved_model
 
     with user_errors():
         check_batch(batch_size, limit)
         frame_options = parse_ints("--frames", frames)
         per_frame_options = parse_ints("--tokens-per-frame", tokens_per_frame)
-        check_space(budget, frame_options, per_frame_options)  # before the model loads
-        asker = Asker(model)
-        score = probe_scorer(asker.model, asker.processor, data, split=split, limit=limit, batch_size=batch_size)
-        result = token_optimization(score, budget, frame_options, per_frame_options, patience=patience)
+        result = optimize_saved_model(model, data, budget, frame_options, per_frame_options, split=split,
+                                      limit=limit, batch_size=batch_size, patience=patience)
     if as_json:
         print_json(result.to_json())
         return
-    print_result(result, f"{asker.model_dir} on {data} [{split}], budget {budget}")
+    print_result(result, f"{model} on {data} [{split}], budget {budget}")
 
 
 def print_result(result, title: str) -> None:

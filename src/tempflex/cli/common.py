@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 # Bad sizes or options, missing or unreadable files. Later verbs' own errors (e.g. VideoDecodeError) should subclass
 # one of these or be added here.
@@ -51,6 +52,36 @@ def console() -> Console:
 def stderr_console() -> Console:
     """A console on stderr, for progress bars that must not mix with the output."""
     return Console(stderr=True)
+
+
+class ProgressBar:
+    """A rich bar on stderr for a library progress callback ``(done, total)``; started at the first call (after any
+    worker processes have forked), stopped by ``close()`` or at the end of a ``with`` block."""
+
+    def __init__(self, label: str, *, transient: bool = False, status: bool = False) -> None:
+        self.label, self.transient, self.status = label, transient, status
+        self.progress: Progress | None = None
+
+    def __call__(self, done: int, total: int, status: str = "") -> None:
+        if self.progress is None:
+            columns = [TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+            if self.status:
+                columns.insert(3, TextColumn("{task.fields[status]}"))
+            self.progress = Progress(*columns, console=stderr_console(), transient=self.transient)
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=total, status=status)
+        self.progress.update(self.task, completed=done, total=total, status=status)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def __enter__(self) -> ProgressBar:  # noqa: PYI034 - py3.10 has no typing.Self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def print_json(data: Any, indent: int | None = 2) -> None:

@@ -6,21 +6,12 @@ on stderr with exit code 2; Ctrl-C exits 130, and rerunning the same command res
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from tempflex.cli.common import (
-    check_batch,
-    console,
-    exit_interrupted,
-    print_json,
-    stderr_console,
-    user_errors,
-)
+from tempflex.cli.common import ProgressBar, check_batch, console, exit_interrupted, print_json, user_errors
 
 probes_app = typer.Typer(help="Synthetic temporal probes: videos of shapes with multiple-choice questions.",
                          no_args_is_help=True)
@@ -56,26 +47,6 @@ def parse_skills(text: str | None) -> tuple[str, ...] | None:
     return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
-class _Bar:
-    """A rich progress bar on stderr, started at the first update: after the worker processes have forked."""
-
-    def __init__(self) -> None:
-        self.progress: Progress | None = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.progress is None:
-            columns = (TextColumn("probes"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-            self.progress = Progress(*columns, console=stderr_console())
-            self.progress.start()
-            self.task = self.progress.add_task("probes", total=total)
-        self.progress.update(self.task, completed=done)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-
 @probes_app.command("generate")
 def generate_cmd(
     out: Annotated[Path, typer.Option("--out", help="Folder to write into (empty, new, or an earlier run to resume).")],
@@ -94,7 +65,7 @@ def generate_cmd(
     """Write N probe videos with their questions (JSONL per split, mixtures, probes.json); resumable."""
     from tempflex.probes import ProbeSettings, generate_probes
 
-    bar = _Bar()
+    bar = ProgressBar("probes")
     with user_errors():
         chosen = parse_skills(skills)
         settings = ProbeSettings(frames=frames, fps=fps, size=size, distractors=distractors, speed=speed,
@@ -122,34 +93,20 @@ def eval_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
 ) -> None:  # fmt: skip
     """Accuracy per skill (95 % Wilson intervals), chance, visual tokens per question; a table, JSON and a plot."""
-    from tempflex.ask import Asker
-    from tempflex.atomic import write_jsonl_atomic, write_text_atomic
-    from tempflex.probes.evaluate import evaluate, plot_report, read_split
+    from tempflex.probes.run import evaluate_saved_model
 
     with user_errors():
         check_batch(batch_size, limit)
-        total = len(read_split(data, split, limit))
-        asker = Asker(model)
-        frames = asker.default_frames if frames is None else frames
-        if frames < 1:
+        if frames is not None and frames < 1:
             raise ValueError(f"--frames must be >= 1, got {frames}")
-        with Progress(TextColumn("eval"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                      console=stderr_console(), transient=True) as bar:
-            task = bar.add_task("eval", total=total)
-            report, predictions = evaluate(asker.model, asker.processor, data, split=split, frames=frames,
-                                           batch_size=batch_size, limit=limit,
-                                           progress=lambda k: bar.advance(task, k))
-        report.model = str(asker.model_dir)
-        out = out or Path(data) / f"eval-{split}"
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "report.json", json.dumps(report.to_json(), indent=2) + "\n")
-        write_jsonl_atomic(out / "predictions.jsonl", (vars(p) for p in predictions))
-        plot = plot_report(report, out / "accuracy.png")
+        with ProgressBar("eval", transient=True) as bar:
+            run = evaluate_saved_model(data, model, split=split, frames=frames, limit=limit, batch_size=batch_size,
+                                       out=out, progress=bar)
     if as_json:
-        print_json(report.to_json())
+        print_json(run.report.to_json())
         return
-    print_report(report)
-    typer.echo(f"wrote {out / 'report.json'}, {out / 'predictions.jsonl'}, {plot}")
+    print_report(run.report)
+    typer.echo(f"wrote {run.paths['report']}, {run.paths['predictions']}, {run.paths['plot']}")
 
 
 def print_report(report) -> None:

@@ -1,6 +1,6 @@
 """``tempflex synth``: TempFlex-2M style captions and QA pairs from videos through an OpenAI-compatible server.
 
-Thin over ``tempflex.synth``; errors a user can fix (bad manifest, missing key, unreachable server, bad key or
+Thin over ``tempflex.synth.run``; errors a user can fix (bad manifest, missing key, unreachable server, bad key or
 model) are one line on stderr with exit code 2; Ctrl-C exits 130 after writing what had finished.
 """
 
@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from tempflex.cli.common import exit_interrupted, stderr_console, user_errors
-
-if TYPE_CHECKING:
-    from tempflex.synth.manifest import VideoItem
-    from tempflex.synth.pipeline import Outcome, Runner, Summary
+from tempflex.cli.common import ProgressBar, exit_interrupted, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -40,11 +35,9 @@ def synth_cmd(
 ) -> None:  # fmt: skip
     """Write a description and 5 + 5 QA pairs per video (paper figure 6); resumable, validated, crash-safe."""
     from tempflex.synth.client import ApiError, RetryPolicy, make_client
-    from tempflex.synth.export import export_training
     from tempflex.synth.manifest import load_manifest
-    from tempflex.synth.pipeline import Runner, Summary, SynthOptions, plan
-    from tempflex.synth.report import build_report, write_report
-    from tempflex.synth.store import Store
+    from tempflex.synth.pipeline import Summary, SynthOptions
+    from tempflex.synth.run import run_synthesis
 
     with user_errors():
         items = load_manifest(manifest)
@@ -54,40 +47,21 @@ def synth_cmd(
                 f"no API key: set the environment variable {api_key_env} (any value for a local server)"
             )
         options = SynthOptions(concurrency=concurrency, limit=limit, retry_rejected=retry_rejected)
-        store = Store(out, shard_size=shard_size)
-        summary = Summary()
-        todo = plan(items, store, options, summary)
         client = make_client(
             base_url, api_key, model, timeout=timeout, policy=RetryPolicy(max_attempts=max_attempts)
         )
-        try:
-            _run_with_progress(Runner(client, store, options), todo, summary)
-        except ApiError as exc:
-            raise ValueError(f"{exc} ({base_url})") from None
-        finally:
-            export_training(out)
-            write_report(build_report(out), out)
+        with ProgressBar("synth", status=True) as bar:
+
+            def show(done: int, total: int, summary: Summary) -> None:
+                bar(done, total, f"ok {summary.accepted} / rejected {summary.rejected}")
+
+            try:
+                summary = run_synthesis(items, out, client, options, shard_size=shard_size, progress=show)
+            except ApiError as exc:
+                raise ValueError(f"{exc} ({base_url})") from None
     typer.echo(summary.line())
     if summary.interrupted:
         exit_interrupted()
-
-
-def _run_with_progress(runner: Runner, todo: list[VideoItem], summary: Summary) -> None:
-    columns = (
-        TextColumn("synth"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[status]}"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=stderr_console(), transient=False) as progress:
-        task = progress.add_task("synth", total=len(todo), status="")
-
-        def advance(outcome: Outcome) -> None:
-            progress.update(task, advance=1, status=f"ok {summary.accepted} / rejected {summary.rejected}")
-
-        runner.on_done = advance
-        runner.run(todo, summary)
 
 
 def synth_report_cmd(
@@ -100,19 +74,13 @@ def synth_report_cmd(
 ) -> None:  # fmt: skip
     """Statistics per question dimension and per source (report.md, report.json, report.png), token usage and
     cost; with --dedup, de-duplication first (dedup.json) and a fresh training export without the duplicates."""
-    from tempflex.synth.dedup import dedup_output
-    from tempflex.synth.export import export_training
-    from tempflex.synth.report import build_report, write_report
+    from tempflex.synth.run import refresh_report
 
     with user_errors():
-        if not (out / "shards").is_dir():
-            raise ValueError(f"{out}: no shards/ folder: not an output folder of `tempflex synth`")
         if (price_prompt is None) != (price_completion is None):
             raise ValueError("give both --price-prompt and --price-completion, or neither")
-        if dedup:
-            counts = dedup_output(out).counts()
-            typer.echo(f"dedup: {counts}")
-        export_training(out)
         prices = None if price_prompt is None else {"prompt": price_prompt, "completion": price_completion}
-        paths = write_report(build_report(out, prices), out)
-    typer.echo(f"report: {', '.join(str(p) for p in paths.values())}")
+        result = refresh_report(out, dedup=dedup, prices=prices)
+    if result.dedup is not None:
+        typer.echo(f"dedup: {result.dedup}")
+    typer.echo(f"report: {', '.join(str(p) for p in result.paths.values())}")

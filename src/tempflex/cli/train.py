@@ -27,9 +27,7 @@ def train_cmd(
     """
     from tempflex.train.engine import Trainer
     from tempflex.train.recipe import load_recipe
-    from tempflex.train.warmup import OptionTrainer
 
     with user_errors():
-        spec = load_recipe(recipe, overrides or [])
-        trainer = OptionTrainer(spec) if spec.objective == "options" else Trainer(spec)
+        trainer = Trainer(load_recipe(recipe, overrides or []))  # builds the recipe's objective, model and data
     typer.echo(f"final model: {trainer.run()}")
