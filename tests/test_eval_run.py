@@ -63,7 +63,7 @@ def _cli():
     return app
 
 
-def test_cli_list_run_resume_and_errors(saved_tiny, videomme_dir, tmp_path):
+def test_cli_list_run_resume_export_and_errors(saved_tiny, videomme_dir, probes, tmp_path):
     runner = CliRunner()
     listed = runner.invoke(_cli(), ["eval", "--list", "--json"])
     assert listed.exit_code == 0, listed.output
@@ -80,7 +80,13 @@ def test_cli_list_run_resume_and_errors(saved_tiny, videomme_dir, tmp_path):
     assert len((tmp_path / "run" / "predictions.jsonl").read_text().splitlines()) == 4
     changed = runner.invoke(_cli(), [*args, "--frames", "2"])
     assert changed.exit_code == 2 and "other settings (frames differ)" in changed.stderr
+    exported = runner.invoke(_cli(), ["eval", "export-lmms", "probes", str(tmp_path / "task"), "--data", str(probes),
+                                      "--limit", "2"])
+    assert exported.exit_code == 0 and "--tasks tempflex_probes" in exported.stdout, exported.output
+    assert (tmp_path / "task" / "tempflex_probes.yaml").is_file()
+    assert len((tmp_path / "task" / "docs.jsonl").read_text().splitlines()) == 2
     for bad, message in ((["eval", "nope", "--data", str(tmp_path)], "unknown benchmark 'nope'"),
+                         (["eval", "export-lmms", "probes"], "usage: tempflex eval export-lmms"),
                          (["eval", "mvbench", "--data", str(tmp_path)], "MVBench needs json/<task>.json"),
                          (["eval", "videomme"], "--data DIR is required")):
         result = runner.invoke(_cli(), bad)

@@ -22,8 +22,8 @@ def register(app: typer.Typer) -> None:
 
 
 def eval_cmd(
-    target: Annotated[str | None, typer.Argument(help=f"A benchmark (see --list), or `{EXPORT}`.", show_default=False)] = None,
-    rest: Annotated[list[str] | None, typer.Argument(help=f"With {EXPORT}: BENCHMARK DIR.", show_default=False)] = None,
+    target: Annotated[str | None, typer.Argument(metavar="BENCHMARK", help=f"A benchmark (see --list), or `{EXPORT}`.", show_default=False)] = None,
+    rest: Annotated[list[str] | None, typer.Argument(metavar="ARGS", help=f"With {EXPORT}: the benchmark and the task's folder.", show_default=False)] = None,
     data: Annotated[Path | None, typer.Option("--data", help="The benchmark's folder, in its published layout.")] = None,
     videos: Annotated[Path | None, typer.Option("--videos", help="Where its videos are, if not in their usual place under --data.")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="A saved TempFlex model (default: tempflex-tiny).")] = None,
