@@ -37,14 +37,29 @@ def _env(tmp_path: Path) -> dict:
             "PYTHONPATH": ""}
 
 
-def test_lmms_eval_scores_like_tempflex_eval(lmms_python, saved_tiny, probes, tmp_path):
+@pytest.fixture(scope="module")
+def ours(saved_tiny, probes, tmp_path_factory) -> tuple[dict[str, str], float]:
+    """`tempflex eval` on the six questions: its answers and accuracy."""
+    out = tmp_path_factory.mktemp("ours")
+    config = EvalConfig("probes", probes, out=out, limit=6, batch_size=4)
+    report = run_eval(config, TempFlexResponder(Asker(saved_tiny), ResponderSettings(frames=4)))
+    answers = {json.loads(x)["question_id"]: json.loads(x)["prediction"]
+               for x in (out / "predictions.jsonl").read_text().splitlines()}
+    return answers, report.overall.accuracy
+
+
+@pytest.mark.parametrize("route", ["chat", "simple"])  # lmms-eval picks the chat class unless --force_simple
+def test_lmms_eval_scores_like_tempflex_eval(lmms_python, saved_tiny, probes, ours, tmp_path, route):
     written = export_task("probes", probes, tmp_path / "task", limit=6)
     assert written["task"] == "tempflex_probes" and written["questions"] == 6
     cmd = [lmms_python, "-m", "lmms_eval", "--model", "tempflex", "--model_args", f"pretrained={saved_tiny},frames=4",
            "--tasks", "tempflex_probes", "--include_path", str(tmp_path / "task"), "--output_path",
-           str(tmp_path / "out"), "--log_samples", "--batch_size", "1", "--verbosity", "DEBUG"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=_env(tmp_path), cwd=tmp_path, check=False)
+           str(tmp_path / "out"), "--log_samples", "--batch_size", "1", "--verbosity", "DEBUG",
+           *(["--force_simple"] if route == "simple" else [])]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, env=_env(tmp_path), cwd=tmp_path,
+                          check=False)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert f"TempFlex{'Chat' if route == 'chat' else ''}LMMS" in done.stderr + done.stdout
     (results,) = list((tmp_path / "out").rglob("*_results.json"))
     lmms_accuracy = json.loads(results.read_text())["results"]["tempflex_probes"]["accuracy,none"]
     (samples,) = list((tmp_path / "out").rglob("*_samples_tempflex_probes.jsonl"))
@@ -53,13 +68,8 @@ def test_lmms_eval_scores_like_tempflex_eval(lmms_python, saved_tiny, probes, tm
         sample = json.loads(line)
         answer = sample["filtered_resps"]
         lmms_answers[sample["accuracy"]["question_id"]] = answer[0] if isinstance(answer, list) else answer
-
-    config = EvalConfig("probes", probes, out=tmp_path / "ours", limit=6, batch_size=4)
-    report = run_eval(config, TempFlexResponder(Asker(saved_tiny), ResponderSettings(frames=4)))
-    ours = {json.loads(x)["question_id"]: json.loads(x)["prediction"]
-            for x in (tmp_path / "ours" / "predictions.jsonl").read_text().splitlines()}
-    assert lmms_answers == ours
-    assert lmms_accuracy == pytest.approx(report.overall.accuracy)
+    assert lmms_answers == ours[0]
+    assert lmms_accuracy == pytest.approx(ours[1])
 
 
 LIKELIHOOD = """
@@ -78,7 +88,18 @@ def rounds(d, previous_output, round_idx, previous_round_info):
     return [video], "And then?", False, None, None
 multi = lm.generate_until_multi_round([SimpleNamespace(args=("Which way?", {}, visual, rounds, 0, "t", "test"))])
 free = lm.generate_until([SimpleNamespace(args=("Which way?", {"max_new_tokens": 2}, visual, 0, "t", "test"))])
-print(json.dumps({"ll": ll, "multi": multi, "free": free}))
+from tempflex.integrations.lmms_eval.model import TempFlexChatLMMS
+chat = TempFlexChatLMMS(pretrained=model_dir, frames=2, scoring="generate", max_new_tokens=3)
+chat.task_dict = lm.task_dict
+turn = [{"role": "user", "content": [{"type": "video", "url": video}, {"type": "text", "text": "Which way?"}]}]
+def messages(d, round_idx=None, previous_output=None, previous_round_info=None):
+    if round_idx is None:
+        return turn
+    if round_idx == 3:
+        return None, True, list(previous_output), None
+    return [{"role": "user", "content": [{"type": "text", "text": "And then?"}]}], False, previous_output, None
+chat_multi = chat.generate_until_multi_round([SimpleNamespace(args=("", messages, {}, 0, "t", "test"))])
+print(json.dumps({"ll": ll, "multi": multi, "free": free, "chat_multi": chat_multi}))
 """
 
 
@@ -93,4 +114,6 @@ def test_loglikelihood_and_multi_round(lmms_python, saved_tiny, probes, tmp_path
     (rounds,) = out["multi"]
     assert len(rounds) == 2 and all(isinstance(r, str) for r in rounds)
     assert len(out["free"]) == 1 and isinstance(out["free"][0], str)
+    (chat_rounds,) = out["chat_multi"]
+    assert len(chat_rounds) == 3 and all(isinstance(r, str) for r in chat_rounds)
     assert sys.executable != lmms_python

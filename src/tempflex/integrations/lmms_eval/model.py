@@ -49,6 +49,10 @@ class TempFlexLMMS(lmms):
                                           scoring=str(scoring), budget=spec, max_new_tokens=int(max_new_tokens))
         self.responder = TempFlexResponder(self.asker, self.settings)
         self.batch_size_per_gpu = int(batch_size)
+        from loguru import logger
+
+        logger.info(f"{type(self).__name__}: {self.asker.model_dir}, {self.settings.frames} frames, "
+                    f"scoring {self.settings.scoring}, budget {spec}")
 
     def _doc(self, task: str, split: str, doc_id: int) -> dict:
         return self.task_dict[task][split][doc_id]
@@ -111,5 +115,51 @@ class TempFlexLMMS(lmms):
                         results.append(round_res if round_res is not None else outputs)
                         break
                 outputs.append(self._answer(context, visuals or doc_to_visual(doc), None, doc, gen_kwargs))
+                round_idx += 1
+        return results
+
+
+class TempFlexChatLMMS(TempFlexLMMS):
+    """The chat form lmms-eval prefers: requests carry ``doc_to_messages`` (a user turn with the video and text)
+    instead of ``doc_to_visual``; answering is the same."""
+
+    is_simple = False
+
+    def _from_messages(self, messages) -> tuple[str, list]:
+        from lmms_eval.protocol import ChatMessages
+
+        chat = ChatMessages(messages=messages)
+        _, videos, _ = chat.extract_media()
+        text = "\n".join(part.text for m in chat.messages if m.role == "user" for part in m.content
+                         if part.type == "text")
+        return text, videos
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        from tqdm import tqdm
+
+        answers = []
+        for request in tqdm(requests, desc="tempflex", disable=self.rank != 0):
+            _, doc_to_messages, gen_kwargs, doc_id, task, split = request.args
+            doc = self._doc(task, split, doc_id)
+            text, videos = self._from_messages(doc_to_messages(doc))
+            answers.append(self._answer(text, videos, _choices(text, doc), doc, gen_kwargs))
+        return answers
+
+    def generate_until_multi_round(self, requests: list[Instance]) -> list:
+        results = []
+        for request in requests:
+            _, doc_to_messages, gen_kwargs, doc_id, task, split = request.args
+            doc = self._doc(task, split, doc_id)
+            text, videos = self._from_messages(doc_to_messages(doc))
+            outputs, info, round_idx = [], None, 1
+            while True:
+                outputs.append(self._answer(text, videos, None, doc, gen_kwargs))
+                messages, terminal, previous, info = doc_to_messages(
+                    doc, round_idx=round_idx, previous_output=outputs, previous_round_info=info)
+                if terminal:
+                    results.append(previous if previous is not None else outputs)
+                    break
+                text, more = self._from_messages(messages)
+                videos = more or videos
                 round_idx += 1
         return results
