@@ -106,3 +106,32 @@ def test_default_model_batched_answers_equal_asking_alone(probes, tmp_path):
                           options=q.options)
         assert line["prediction"] == alone.choice
     assert report.overall.n == 3
+
+
+def test_sigkill_mid_run_then_rerun_finishes_without_repeats(saved_tiny, probes, tmp_path):
+    """A `tempflex eval` process killed with SIGKILL after its first answers; the same command finishes the run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "tempflex", "eval", "probes", "--data", str(probes), "--model", str(saved_tiny),
+           "--frames", "4", "--batch-size", "1", "--out", str(out), "--json"]
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    predictions = out / "predictions.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and first.poll() is None:
+        if predictions.is_file() and predictions.read_text().count("\n") >= 2:
+            os.kill(first.pid, signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    killed_at = predictions.read_text().count("\n")
+    assert 2 <= killed_at < 20 and not (out / "report.json").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ids = [json.loads(x)["question_id"] for x in predictions.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 20 and json.loads(done.stdout)["questions"] == 20
