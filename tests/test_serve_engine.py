@@ -130,3 +130,21 @@ def test_text_stream_holds_back_a_possible_stop_string():
     stream.end()
     assert stream.stopped and stream.text == "hello "  # already sent: the space stays
     assert "".join(sent) == "hello "
+
+
+def test_text_stream_matches_stops_before_stripping():
+    import torch
+
+    from tempflex.serve.generation import TextStream
+
+    class Chars:
+        def decode(self, ids, skip_special_tokens=True):
+            return "".join(chr(i) for i in ids)
+
+    sent: list[str] = []
+    stream = TextStream(Chars(), ("\nAssistant:",), sent.append)
+    stream.put(torch.tensor([[1]]))
+    for ch in "\nAssistant: hi":
+        stream.put(torch.tensor([ord(ch)]))
+    stream.end()
+    assert stream.stopped and stream.text == "" and sent == []

@@ -57,13 +57,13 @@ class TextStream:
         if self.stopped:
             return
         self.ids += value.reshape(-1).tolist()
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True).lstrip()  # starts at its first character
-        cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
+        raw = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        cut = min((i for i in (raw.find(s) for s in self.stop) if i >= 0), default=-1)  # stops match the raw text
         if cut >= 0:
-            self.text, self.stopped = text[:cut], True
+            self.text, self.stopped = raw[:cut].lstrip(), True
             self._flush(len(self.text))
             return
-        self.text = text
+        text = self.text = raw.lstrip()  # the answer starts at its first visible character
         if not text.endswith("\ufffd"):  # an unfinished multi-byte character waits for its next token
             self._flush(len(text) - self._hold)
 
