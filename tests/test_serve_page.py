@@ -54,6 +54,8 @@ def test_upload_ask_and_see_the_plot(page):
     assert page.locator("#frames img").first.get_attribute("src").startswith("data:image/jpeg;base64,")
     assert "prefill" in page.inner_text("#timings")
     assert page.locator("#options-scores tr").count() == len(OPTIONS)
+    shares = [float(t.rstrip(" %")) for t in page.locator("#options-scores td.num").all_inner_texts()]
+    assert sum(shares) == pytest.approx(100, abs=0.5)  # each option's probability, over the options
 
 
 def test_example_with_a_budget_and_an_error(page):
