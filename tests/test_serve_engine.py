@@ -148,3 +148,17 @@ def test_text_stream_matches_stops_before_stripping():
         stream.put(torch.tensor([ord(ch)]))
     stream.end()
     assert stream.stopped and stream.text == "" and sent == []
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--allowed-media-path", "/nonexistent-root"], "is not a directory"),
+    (["--model", "/nonexistent-model"], "not a saved TempFlex model"),
+])
+def test_cli_bad_input_is_one_line(args, words):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "tempflex", "serve", "--port", "0", *args], check=False,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and words in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in done.stderr
