@@ -247,3 +247,28 @@ def test_sixteen_concurrent_clients(client, media):
         scores = reply.model_extra["tempflex"]["option_logprobs"]
         assert scores == pytest.approx(alone[item["video"]], abs=1e-4)
         assert reply.choices[0].message.content == max(scores, key=scores.get)
+
+
+def test_a_client_leaving_a_stream_frees_its_place(server, client):
+    import http.client
+    import time
+    import urllib.request
+
+    host, port = server.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port))
+    connection.request("POST", "/v1/chat/completions", json.dumps({
+        "model": "tiny", "stream": True, "max_tokens": 1000, "min_tokens": 1000,
+        "messages": [{"role": "user", "content": "Tell a long story."}]}),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"})
+    response = connection.getresponse()
+    assert response.status == 200 and response.read(6) == b"data: "
+    connection.close()  # gone after the first event
+    for _ in range(200):
+        with urllib.request.urlopen(server + "/health") as health:
+            if json.loads(health.read())["inside"] == 0:
+                break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the stream's place was not freed")
+    assert client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
+                                          max_tokens=2).usage.completion_tokens <= 2
