@@ -57,8 +57,13 @@ Part = Annotated[TextPart | ImagePart | VideoPart, Field(discriminator="type")]
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")  # e.g. "name"
 
-    role: Literal["system", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant"]  # "developer": OpenAI's newer name for system
     content: str | list[Part]
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        return "system" if value == "developer" else value
 
 
 class StructuredOutputs(BaseModel):
