@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from tempflex.cli.common import console, exit_interrupted, print_json, stderr_console, user_errors
+from tempflex.cli.common import ProgressBar, console, exit_interrupted, print_json, user_errors
 
 EXPORT = "export-lmms"
 
@@ -71,12 +71,10 @@ def _budget(budget: int | None, reduce: str) -> dict | None:
         return None
     from tempflex.budget import BudgetSpec
 
-    name, _, extra = reduce.partition(",")
-    return BudgetSpec.parse(f"{name}:{budget}" + (f",{extra}" if extra else "")).model_dump()
+    return BudgetSpec.for_reducer(reduce, budget).model_dump()
 
 
 def _run(config, model: Path | None, frames: int, spec: dict | None, max_new_tokens: int):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from transformers.utils import logging as transformers_logging
 
     from tempflex.ask import Asker
@@ -85,18 +83,12 @@ def _run(config, model: Path | None, frames: int, spec: dict | None, max_new_tok
     settings = ResponderSettings(frames=frames, scoring=config.scoring, budget=spec, max_new_tokens=max_new_tokens)
     transformers_logging.disable_progress_bar()
     responder = TempFlexResponder(Asker(model), settings)
-    columns = (TextColumn(config.benchmark), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=stderr_console()) as bar:
-        task = bar.add_task(config.benchmark, total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with ProgressBar(config.benchmark) as bar:
         try:
             return run_eval(config, responder, {"frames": frames, "budget": spec, "max_new_tokens": max_new_tokens},
-                            progress)
+                            bar)
         except KeyboardInterrupt:
-            bar.stop()
+            bar.close()  # before the message, so that it is not drawn over
             exit_interrupted()
 
 

@@ -6,7 +6,8 @@ TempCompass's three formats, MLVU dev, LongVideoBench val, NExT-QA multiple choi
 ``TempFlexResponder``: a loaded TempFlex model as the responder. Nothing heavy is imported here.
 """
 
-from tempflex.eval.base import Benchmark, Question, Verdict, available, get_benchmark, register
+from tempflex.eval.base import Benchmark, Question, Verdict
+from tempflex.eval.registry import available, get_benchmark, register
 from tempflex.eval.report import Prediction, Report
 from tempflex.eval.responder import ResponderSettings, TempFlexResponder
 from tempflex.eval.runner import EvalConfig, load_questions, run_eval

@@ -1,6 +1,6 @@
 """What a benchmark is to ``tempflex eval``: questions read from its published files, and its own scoring rule.
 
-A benchmark implements ``Benchmark`` and registers under a name (``@register``); ``get_benchmark(name)`` builds one.
+A benchmark implements ``Benchmark``; ``tempflex.eval.registry`` maps names to them (``get_benchmark(name)``).
 Each reads its files exactly as its public release (and lmms-eval's task of the same name) lays them out, from a
 local folder, and turns every item into a ``Question``: the video, the prompt as that task renders it, the answer in
 the benchmark's own terms, the labels option scoring compares (``choices``), and the categories it aggregates by.
@@ -10,7 +10,7 @@ the benchmark's own terms, the labels option scoring compares (``choices``), and
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -62,39 +62,6 @@ class Benchmark(Protocol):
     def load(self, data: Path, videos: Path | None = None) -> list[Question]: ...
 
     def judge(self, question: Question, output: str) -> Verdict: ...
-
-
-REGISTRY: dict[str, Callable[[], Benchmark]] = {}
-
-
-def register(name: str) -> Callable:
-    """Class decorator: register a benchmark factory under ``name``."""
-
-    def add(factory: Callable[[], Benchmark]) -> Callable[[], Benchmark]:
-        if name in REGISTRY:
-            raise ValueError(f"benchmark {name!r} is registered twice")
-        REGISTRY[name] = factory
-        return factory
-
-    return add
-
-
-def available() -> list[str]:
-    _load_builtin()
-    return sorted(REGISTRY)
-
-
-def get_benchmark(name: str) -> Benchmark:
-    """The registered benchmark ``name``; an unknown name is one line listing the known ones."""
-    _load_builtin()
-    key = name.lower().replace("-", "_")
-    if key not in REGISTRY:
-        raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[key]()
-
-
-def _load_builtin() -> None:
-    import tempflex.eval.benchmarks  # noqa: F401  (registers the built-in benchmarks on first use)
 
 
 def lettered(options: Sequence[str], style: str = "{letter}. {text}") -> list[str]:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tempflex.atomic import write_text_atomic
-from tempflex.eval.base import Benchmark, Question, get_benchmark
+from tempflex.eval.base import Benchmark, Question
+from tempflex.eval.registry import get_benchmark
 from tempflex.eval.report import Prediction, Report, aggregate, plot
 from tempflex.eval.responder import SCORING, Responder
 from tempflex.eval.store import PredictionStore

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tempflex.eval.base import Question, Verdict, check_questions, lettered, register
+from tempflex.eval.base import Question, Verdict, check_questions, lettered
 from tempflex.eval.tables import find_files, find_video, read_table, require
 
 FILES = "questions.json, subset_answers.json, videos/<q_uid>.mp4"
@@ -58,8 +58,3 @@ class EgoSchema:
             index = next((i for i, x in enumerate(letters) if output in (x, x.replace(".", ""))), None)
         read = "ABCDE"[index] if index is not None else ""
         return Verdict(read, read == question.answer, index is not None)
-
-
-@register("egoschema")
-def _egoschema() -> EgoSchema:
-    return EgoSchema()

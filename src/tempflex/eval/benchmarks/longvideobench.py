@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tempflex.eval.base import Question, Verdict, check_questions, lettered, register
+from tempflex.eval.base import Question, Verdict, check_questions, lettered
 from tempflex.eval.extract import lvb_letter
 from tempflex.eval.tables import find_files, read_table, require
 
@@ -52,8 +52,3 @@ class LongVideoBench:
     def judge(self, question: Question, output: str) -> Verdict:
         read, matched = lvb_letter(output, question.choices, question.id)
         return Verdict(read, read == question.answer, matched)
-
-
-@register("longvideobench")
-def _lvb() -> LongVideoBench:
-    return LongVideoBench()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tempflex.eval.base import LETTERS, Question, Verdict, check_questions, register
+from tempflex.eval.base import LETTERS, Question, Verdict, check_questions
 from tempflex.eval.extract import first_capital_letter
 from tempflex.eval.tables import find_files, read_table, require
 
@@ -57,8 +57,3 @@ class MLVU:
     def judge(self, question: Question, output: str) -> Verdict:
         read = first_capital_letter(output)
         return Verdict(read, read == question.answer, bool(read))
-
-
-@register("mlvu")
-def _mlvu() -> MLVU:
-    return MLVU()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tempflex.eval.base import LETTERS, Question, Verdict, check_questions, register
+from tempflex.eval.base import LETTERS, Question, Verdict, check_questions
 from tempflex.eval.extract import mvbench_letter
 from tempflex.eval.tables import find_files, read_table, require
 
@@ -89,8 +89,3 @@ class MVBench:
     def judge(self, question: Question, output: str) -> Verdict:
         read = mvbench_letter(output)
         return Verdict(read, read == mvbench_letter(question.answer), len(read) == 1)
-
-
-@register("mvbench")
-def _mvbench() -> MVBench:
-    return MVBench()

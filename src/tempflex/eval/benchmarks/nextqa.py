@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tempflex.eval.base import Question, Verdict, check_questions, lettered, register
+from tempflex.eval.base import Question, Verdict, check_questions, lettered
 from tempflex.eval.extract import mmmu_letter
 from tempflex.eval.tables import find_video, read_rows, require
 
@@ -48,8 +48,3 @@ class NExTQA:
     def judge(self, question: Question, output: str) -> Verdict:
         read, matched = mmmu_letter(output, question.options, question.id)
         return Verdict(read, read == question.answer, matched)
-
-
-@register("nextqa")
-def _nextqa() -> NExTQA:
-    return NExTQA()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tempflex.eval.base import Question, Verdict, check_questions, register
+from tempflex.eval.base import Question, Verdict, check_questions
 from tempflex.eval.tables import find_files, read_table, require
 from tempflex.probes.format import format_question
 
@@ -44,8 +44,3 @@ class Probes:
         text = output.strip().lower()
         read = next((c for c in sorted(question.choices, key=len, reverse=True) if text.startswith(c.lower())), "")
         return Verdict(read, read == question.answer, bool(read))
-
-
-@register("probes")
-def _probes() -> Probes:
-    return Probes()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tempflex.eval.base import Question, Verdict, check_questions, register
+from tempflex.eval.base import Question, Verdict, check_questions
 from tempflex.eval.extract import tempcompass_caption, tempcompass_choice, yes_no
 from tempflex.eval.tables import find_video, read_rows, require
 
@@ -82,8 +82,3 @@ class TempCompassCaptions(TempCompass):
     name = "tempcompass_caption_matching"
     title = "TempCompass (caption matching)"
     config = "caption_matching"
-
-
-register("tempcompass_mc")(TempCompass)
-register("tempcompass_yes_no")(TempCompassYesNo)
-register("tempcompass_caption_matching")(TempCompassCaptions)

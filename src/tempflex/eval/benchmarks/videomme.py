@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tempflex.eval.base import Question, Verdict, check_questions, register
+from tempflex.eval.base import Question, Verdict, check_questions
 from tempflex.eval.extract import first_capital_letter
 from tempflex.eval.tables import find_video, read_rows, require
 
@@ -75,17 +75,8 @@ class VideoMME:
         return Verdict(read, read.lower() == question.answer.lower(), bool(read))
 
 
-@register("videomme")
-def _videomme() -> VideoMME:
-    return VideoMME()
-
 
 class VideoMMESubtitles(VideoMME):
     name = "videomme_w_subtitle"
     title = "Video-MME (with subtitles)"
     subtitles = True
-
-
-@register("videomme_w_subtitle")
-def _videomme_sub() -> VideoMMESubtitles:
-    return VideoMMESubtitles()

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from tempflex.atomic import write_text_atomic
-from tempflex.eval.base import get_benchmark
+from tempflex.eval.registry import get_benchmark
 
 YAML = """\
 # A local lmms-eval task written by `tempflex eval export-lmms {benchmark}`:
@@ -54,7 +54,7 @@ def doc_to_text(doc, lmms_eval_specific_kwargs=None):
 def process_results(doc, results):
     import json
 
-    from tempflex.eval.base import Question, get_benchmark
+    from tempflex.eval import Question, get_benchmark
 
     question = Question(id=doc["question_id"], video=doc["video"], prompt=doc["prompt"], answer=doc["answer"],
                         choices=doc["tempflex_choices"], options=doc["options"], meta=json.loads(doc["meta"]))
