@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from tempflex.serve.engine import Job
 from tempflex.serve.errors import APIError, bad_request
 from tempflex.serve.generation import Sampling
+from tempflex.serve.jobs import Job
 from tempflex.serve.media import FrameRequest, MediaItem, decode_image, decode_video, media_file, source_name
 from tempflex.serve.protocol import ChatRequest, ImagePart, TextPart, VideoPart
 from tempflex.serve.settings import ServeSettings

@@ -12,8 +12,9 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from tempflex.serve import chat, responses
-from tempflex.serve.engine import Engine, Job, Ticket
+from tempflex.serve.engine import Engine, Ticket
 from tempflex.serve.errors import APIError
+from tempflex.serve.jobs import Job
 from tempflex.serve.media import MediaItem
 from tempflex.serve.protocol import ChatRequest, parse_request
 from tempflex.serve.settings import ServeSettings

@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 
-from tempflex.serve.engine import Result
+from tempflex.serve.jobs import Result
 from tempflex.serve.media import MediaItem
 
 THUMBNAIL_HEIGHT = 96  # pixels: the web page's frame strip

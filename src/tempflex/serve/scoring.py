@@ -10,8 +10,8 @@ import time
 
 import torch
 
-from tempflex.serve.engine import Job, Result
 from tempflex.serve.generation import Halt, TextStream, seeded
+from tempflex.serve.jobs import Job, Result
 
 
 def model_inputs(asker, jobs: list[Job]) -> tuple[dict, dict | None, float]:
