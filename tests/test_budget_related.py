@@ -162,5 +162,7 @@ def test_bvllm_selects_merges_duplicates_and_samples():
     assert torch.allclose(out.tokens[:2], torch.tensor([[1.0, 0.1], [0.1, 1.0]]))
     assert keys(build("reducer", "bvllm", frame_tokens=2, merge_threshold=1.0).reduce(
         from_rows(rows), 4, scores=scores)) == [2, 3, 4, 5]  # no merging: the top-2 frames
+    static = [[[1.0, 0.0], [0.0, 1.0]]] * 5 + [[[1.0, 0.1], [0.0, 1.0]]]  # every frame repeats the first
+    assert len(bvllm.reduce(from_rows(static), 6, scores=scores)) == 6  # the weakest merges undone: still exact
     dropped = build("reducer", "bvllm", frame_tokens=1, spatial_merge=False).reduce(from_rows(rows), 1, scores=scores)
     assert keys(dropped) == [3] and dropped.tokens.tolist() == [[0.0, 1.0]]  # sampled, the rest dropped

@@ -196,6 +196,10 @@ class BalancedVLLM:
             if sum(len(slices[t]) for t in survivors) >= k or take >= len(present):
                 break
             take += 1
+        while sum(len(slices[t]) for t in survivors) < k:  # a near-static video: undo the weakest merges
+            weakest = min(into, key=lambda t: (self._similarity(means, t, into[t]), t))
+            del into[weakest]
+            survivors = sorted([*survivors, weakest])
         state = Merge.start(tokens)
         where = tokens.positions[:, 1:].float()
         for t, target in into.items():
@@ -214,12 +218,15 @@ class BalancedVLLM:
                                                                                    dtype=torch.long))])
         return state.result(tokens)
 
+    @staticmethod
+    def _similarity(means: dict[int, torch.Tensor], a: int, b: int) -> float:
+        return float(torch.nn.functional.cosine_similarity(means[a], means[b], dim=0))
+
     def _duplicates(self, chosen: list[int], means: dict[int, torch.Tensor]) -> dict[int, int]:
         into: dict[int, int] = {}
         last = None
         for t in chosen:
-            if last is not None and float(torch.nn.functional.cosine_similarity(means[t], means[last], dim=0)) \
-                    > self.merge_threshold:
+            if last is not None and self._similarity(means, t, last) > self.merge_threshold:
                 into[t] = last
                 continue
             last = t
