@@ -1,9 +1,9 @@
-"""`tempflex ask` on this CPU: seconds per stage (decode, processor, vision encoder, TFF, merger, word readout, LLM
+"""`tempflex ask` on this CPU: seconds per stage (decode, processor, vision encoder, TFF, merger, word bridge, LLM
 prefill, generation) for 16 and 64 frames of a real video, with the default model tempflex-tiny (Gemma3-270M frozen
 underneath).
 
 Side by side, the baseline is the bare LLM (the same Gemma3-270M) prefilling and generating from a text-only prompt
-of the same length: the ratio says what the visual path (decode + processor + encoder + TFF + merger + readout)
+of the same length: the ratio says what the visual path (decode + processor + encoder + TFF + merger + bridge)
 adds to answering.
 
     .venv/bin/python benchmarks/bench_ask.py --repeats 5
@@ -83,7 +83,7 @@ def main() -> None:
         (f"`ask` on bigbuckbunny.mp4 (1280x720, 5.3 s), model load {load:.1f} s (once per process), "
          f"{args.new_tokens} generated tokens, median of {args.repeats}, torch threads {torch.get_num_threads()}."),
         "",
-        ("| frames | visual tokens | prompt tokens | decode s | process s | vision s | TFF s | merger s | readout s "
+        ("| frames | visual tokens | prompt tokens | decode s | process s | vision s | TFF s | merger s | bridge s "
          "| prefill s | generate s | total s | bare LLM, same prompt length: prefill s / generate s / total s "
          "| total ratio ask / bare LLM |"),
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -92,7 +92,7 @@ def main() -> None:
         lines.append(
             f"| {frames} | {o['visual']:.0f} | {o['tokens']:.0f} | {o['decode']:.3f} | {o['process']:.3f} | "
             f"{o['vision']:.3f} | "
-            f"{o.get('tff', 0):.3f} | {o['merger']:.3f} | {o.get('readout', 0):.3f} | {o['prefill']:.3f} | "
+            f"{o.get('tff', 0):.3f} | {o['merger']:.3f} | {o.get('bridge', 0):.3f} | {o['prefill']:.3f} | "
             f"{o['generate']:.3f} | {o['total']:.3f} "
             f"| {b['prefill']:.3f} / {b['generate']:.3f} / {b['total']:.3f} | {o['total'] / b['total']:.2f} |")
     out = ROOT / "benchmarks/results/ask.md"

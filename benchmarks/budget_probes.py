@@ -24,7 +24,7 @@ Every question is scored as in ``tempflex probes eval``: one forward pass, the a
 answer token has the highest logit (``answer_tokens``; the right one is ``options[answer_index]``). Visual tokens are counted per question (asserted <= B). The model's processor writes no time
 tags (``video_timestamps`` off), so the budget is all visual tokens; frame separators are not charged, as in the
 paper's counts.
-The model's word readout (tempflex-tiny has one) reads only the tokens each method keeps (docs/budget.md, the
+The model's word bridge (tempflex-tiny has one) reads only the tokens each method keeps (docs/budget.md, the
 pipeline's step 5): nothing of a dropped token reaches the LLM.
 
     .venv/bin/python benchmarks/budget_probes.py --data runs/probes-seed1          # 300 questions, 30 a skill
@@ -81,7 +81,7 @@ METHODS: dict[str, str | None] = {  # name -> budget spec ({budget} filled in); 
 }
 SAVE_EVERY = 25  # questions between cache writes
 CACHE_VERSION = 3  # part of the cache key: bump when scoring changes (2: answers are the options' text; 3: a word
-# readout reads only the kept tokens)
+# bridge reads only the kept tokens)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """The stage-0 head's accuracy per skill on a test split, from a stage-0 run's last periodic checkpoint (the head is
 saved only there, in the options objective's state ``objective.pt``; ``final/`` holds the model alone). Camera direction is also split by whether the pan shows its
-landmark (docs/tempflex_tiny.md). With ``--readout`` (a run whose model has the word bridge, such as stage 1) also
+landmark (docs/tempflex_tiny.md). With ``--bridge`` (a run whose model has the word bridge, such as stage 1) also
 the bridge's own choice: the option whose first answer token it gives the highest logit, the word the frozen LLM is
 handed; a minute without the LLM's layers against several for ``tempflex probes eval``.
 
     .venv/bin/python benchmarks/stage0_head.py recipes/tempflex-tiny/stage0_warmup.yaml --test runs/probes-seed1
-    .venv/bin/python benchmarks/stage0_head.py recipes/tempflex-tiny/stage1_align.yaml --readout   # stage 1's too
+    .venv/bin/python benchmarks/stage0_head.py recipes/tempflex-tiny/stage1_align.yaml --bridge   # stage 1's too
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ def subset(data, index: list[int]):
 
 
 @torch.no_grad()
-def readout_accuracy(model, processor, data, records: list[dict], batch: int = 64) -> dict[str, float]:
-    """Per skill: how often the readout's logits rank the right option's first answer token above the others'."""
+def bridge_accuracy(model, processor, data, records: list[dict], batch: int = 64) -> dict[str, float]:
+    """Per skill: how often the bridge's logits rank the right option's first answer token above the others'."""
     from collections import defaultdict
 
     from tempflex.answers import answer_tokens
@@ -61,7 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("recipe", type=Path, help="the stage-0 recipe the run was trained with")
     parser.add_argument("--test", type=Path, default=Path("runs/probes-seed1"), help="probe set with a test split")
-    parser.add_argument("--readout", action="store_true", help="also score the word readout's choice")
+    parser.add_argument("--bridge", action="store_true", help="also score the word bridge's choice")
     parser.add_argument("overrides", nargs="*", help="recipe overrides, key=value, as for tempflex train")
     args = parser.parse_intermixed_args()
     recipe = load_recipe(args.recipe, args.overrides)
@@ -85,17 +85,17 @@ def main() -> None:
         if index:
             scored = option_accuracy(model, head, subset(test, index))
             result[f"camera_direction landmark={flag}"] = round(scored["all"], 3)
-    if args.readout:  # the run's final model when it has one (the head is only in the checkpoints)
+    if args.bridge:  # the run's final model when it has one (the head is only in the checkpoints)
         final = Path(recipe.output_dir) / "final"
         if final.is_dir():
             from tempflex.modeling import TempFlexForConditionalGeneration
 
             model = TempFlexForConditionalGeneration.from_pretrained(final)
         if model.bridge is None:
-            raise SystemExit(f"error: the model of {recipe.output_dir} has no word readout")
-        scored = readout_accuracy(model, processor, test, tests)
+            raise SystemExit(f"error: the model of {recipe.output_dir} has no word bridge")
+        scored = bridge_accuracy(model, processor, test, tests)
         source = final if final.is_dir() else found[-1].parent
-        result[f"readout ({source})"] = {k: round(v, 3) for k, v in scored.items()}
+        result[f"bridge ({source})"] = {k: round(v, 3) for k, v in scored.items()}
     print(found[-1].parent, json.dumps(result, indent=1))
 
 

@@ -15,8 +15,7 @@ from tempflex.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 runner = CliRunner()
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (DEFAULT_MODEL / "config.json").is_file(),
-                                                   reason="tempflex-tiny does not ship yet (docs/tempflex_tiny.md)")]
+pytestmark = pytest.mark.slow
 EXAMPLE_QUESTIONS = [json.loads(line) for line in (EXAMPLES / "questions.jsonl").read_text().splitlines()]
 
 
