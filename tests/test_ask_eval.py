@@ -102,6 +102,8 @@ def test_ask_cli_json_and_bad_inputs(saved_tiny: Path, probes: Path, tmp_path: P
     assert ok.exit_code == 0, ok.output
     payload = json.loads(ok.stdout)
     assert payload["choice"] in ("left", "right") and payload["visual_tokens"] == 32 and payload["frames"] == 8
+    scores = payload["option_logprobs"]  # option -> log-probability; the choice is the likeliest
+    assert set(scores) == {"left", "right"} and max(scores, key=scores.get) == payload["choice"]
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(Path(video).read_bytes()[:3000])
     empty = tmp_path / "empty.mp4"
@@ -111,7 +113,7 @@ def test_ask_cli_json_and_bad_inputs(saved_tiny: Path, probes: Path, tmp_path: P
         "no such file": ["--video", str(tmp_path / "missing.mp4")],
         "corrupt": ["--video", str(corrupt)],
         "empty": ["--video", str(empty)],
-        "still image": ["--video", photo],
+        "still image (png_pipe), not a video: pass it with --image": ["--video", photo],
         "exactly one": ["--video", video, "--image", photo],
         "not a saved TempFlex model": ["--video", video, "--model", str(tmp_path)],
         "frames must be >= 1": ["--video", video, "--frames", "0"],
@@ -159,7 +161,8 @@ def test_ask_budget_bad_values_are_one_line_errors(saved_tiny: Path, probes: Pat
     video = str(probes / "videos/test/test-000002.mp4")
     photo = str(skimage_photo("astronaut.png"))
     cases = {"positive": ["--video", video, "--budget", "0"], "unknown reducer": ["--video", video, "--budget", "8",
-             "--reduce", "nope"], "applies to videos": ["--image", photo, "--budget", "8"]}
+             "--reduce", "nope"], "applies to videos": ["--image", photo, "--budget", "8"],
+             "give --budget N too": ["--video", video, "--reduce", "drop"]}
     for expected, args in cases.items():
         result = runner.invoke(app, ["ask", "--model", str(saved_tiny), *args, "What?"])
         assert result.exit_code == 2 and expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, (

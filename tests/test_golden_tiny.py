@@ -32,11 +32,11 @@ def option_logprobs(asker) -> dict[str, list[float]]:
     for example in _questions():
         media = load_media(video=EXAMPLES / example["video"], frames=asker.default_frames)
         answer = asker.ask(example["question"], media, options=example["options"])
-        out[example["video"]] = answer.option_logprobs
+        out[example["video"]] = list(answer.option_logprobs.values())
         if example["video"] in BUDGETS:
             spec = BUDGETS[example["video"]]
             answer = asker.ask(example["question"], media, options=example["options"], budget=spec)
-            out[f"{example['video']}|{spec}"] = answer.option_logprobs
+            out[f"{example['video']}|{spec}"] = list(answer.option_logprobs.values())
     return out
 
 

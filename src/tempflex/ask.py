@@ -36,8 +36,8 @@ class Answer:
     visual_tokens: int  # visual tokens that reached the LLM
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, and "total"
     budget: dict | None = None  # with a token budget: budget, visual_tokens, tag_tokens, total (<= budget), ...
-    # with options: each option's log-probability (log-softmax over the LLM's vocabulary at its answer token)
-    option_logprobs: list[float] | None = None
+    # with options: option -> its log-probability (log-softmax over the LLM's vocabulary at its answer token)
+    option_logprobs: dict[str, float] | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -151,7 +151,7 @@ class Asker:
                 tokens = answer_tokens(self.processor, options)
                 out = self.model(**with_lead(inputs, tokens.lead, self.model), use_cache=False, logits_to_keep=1)
                 logprobs = out.logits[0, -1].float().log_softmax(-1)[tokens.ids]  # (options,)
-                scores = [float(v) for v in logprobs]
+                scores = {option: float(v) for option, v in zip(options, logprobs)}
                 choice = answer = options[int(logprobs.argmax())]
             else:
                 stops = self.processor.generation_kwargs()

@@ -20,10 +20,10 @@ def ask_cmd(
     image: Annotated[Path | None, typer.Option("--image", help="An image file instead of a video.")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="A saved TempFlex model (default: tempflex-tiny).")] = None,
     frames: Annotated[int | None, typer.Option("--frames", help="Frames to sample (default: the model's).")] = None,
-    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="A multiple-choice option; repeat for each (the answer is the best letter).")] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="A multiple-choice option; repeat for each (the answer is the option the model rates highest).")] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Longest free answer, in tokens.")] = 32,
     budget: Annotated[int | None, typer.Option("--budget", help="Most tokens the video may cost the LLM (visual tokens + time tags); see docs/budget.md.")] = None,
-    reduce: Annotated[str, typer.Option("--reduce", help="Token reducer under --budget: flux, drop, uniform, ata; options after commas (drop,threshold=0.8).")] = "flux",
+    reduce: Annotated[str | None, typer.Option("--reduce", help="Token reducer under --budget (default flux): flux, drop, uniform, ata, ...; options after commas (drop,threshold=0.8).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer, frames, tokens and timings as JSON.")] = False,
 ) -> None:  # fmt: skip
     """Answer a question about a video or an image, offline, and say what it cost."""
@@ -36,12 +36,14 @@ def ask_cmd(
             raise ValueError("give exactly one of --video or --image")
         # bad media or options fail in a second, before the model loads
         spec = None
+        if reduce is not None and budget is None:
+            raise ValueError("--reduce chooses how to spend a token budget: give --budget N too")
         if budget is not None:
             from tempflex.budget import BudgetSpec
 
             if image is not None:
                 raise ValueError("--budget applies to videos; an image has no frames to spend it on")
-            spec = BudgetSpec.for_reducer(reduce, budget).model_dump()
+            spec = BudgetSpec.for_reducer(reduce or "flux", budget).model_dump()
         media = load_media(video=video, image=image, frames=model_frames(model) if frames is None else frames)
         transformers_logging.disable_progress_bar()  # the answer, not weight-loading bars
         asker = Asker(model)
@@ -56,6 +58,6 @@ def ask_cmd(
     if answer.budget is not None:
         b = answer.budget
         typer.echo(f"budget {b['budget']}: {b['visual_tokens']} visual + {b['tag_tokens']} tag tokens = {b['total']} "
-                   f"(--reduce {reduce})")
+                   f"(--reduce {reduce or 'flux'})")
     typer.echo(f"{kind}, {answer.visual_tokens} visual tokens; {answer.timings['total']:.2f} s "
                f"({stages}; model load {asker.load_seconds:.1f} s)")

@@ -27,9 +27,9 @@ def budget_main() -> None:
 
 @budget_app.command("optimize")
 def optimize_cmd(
-    model: Annotated[Path, typer.Option("--model", help="A saved TempFlex model.")],
     data: Annotated[Path, typer.Option("--data", help="A probe set made by `tempflex probes generate`.")],
     budget: Annotated[int, typer.Option("--budget", help="Visual tokens per video: frames x tokens per frame <= N.")],
+    model: Annotated[Path | None, typer.Option("--model", help="A saved TempFlex model (default: tempflex-tiny).")] = None,
     split: Annotated[str, typer.Option("--split", help="Split to score on (its JSONL must exist).")] = "val",
     limit: Annotated[int | None, typer.Option("--limit", help="Score only the first N questions.")] = None,
     frames: Annotated[str, typer.Option("--frames", help="Frame counts to consider.")] = "4,8,16,32",
@@ -50,7 +50,7 @@ def optimize_cmd(
     if as_json:
         print_json(result.to_json())
         return
-    print_result(result, f"{model} on {data} [{split}], budget {budget}")
+    print_result(result, f"{model or 'tempflex-tiny'} on {data} [{split}], budget {budget}")
 
 
 def print_result(result, title: str) -> None:

@@ -39,7 +39,7 @@ def evaluate_saved_model(
     out: str | os.PathLike | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> ProbeEvalRun:
-    """Accuracy per skill of the saved model ``model`` on ``data/split.jsonl``; files go to ``out``
+    """Accuracy per skill of the saved model ``model`` (None: the default model) on ``data/split.jsonl``; files go to ``out``
     (default ``data/eval-split``). ``frames`` defaults to the model's; ``progress(done, total)`` counts questions.
 
     A missing or empty split fails before the model loads.
@@ -84,7 +84,7 @@ def evaluate_saved_model(
 
 
 def optimize_saved_model(
-    model: str | os.PathLike,
+    model: str | os.PathLike | None,
     data: str | os.PathLike,
     budget: int,
     frames_options: Sequence[int],
@@ -95,7 +95,7 @@ def optimize_saved_model(
     batch_size: int = 8,
     patience: int = 1,
 ) -> SearchResult:
-    """FluxViT's Token Optimization (``tempflex.budget.optimize.token_optimization``) of the saved model ``model``
+    """FluxViT's Token Optimization (``tempflex.budget.optimize.token_optimization``) of the saved model ``model`` (None: tempflex-tiny)
     on ``data/split.jsonl``: the best frames x tokens-per-frame split of ``budget`` visual tokens.
 
     A search space with no split under the budget fails before the model loads.

@@ -100,7 +100,7 @@ def open_video(
             )
         name = container.format.name
         if name in ("image2", "image2pipe") or name.endswith("_pipe"):  # FFmpeg's still-image readers
-            raise VideoDecodeError(path, f"is a still image ({name}), not a video: pass it as an image")
+            raise VideoDecodeError(path, f"is a still image ({name}), not a video: pass it with --image (or as an image)")
         yield container, _video_stream(container, path, max_pixels)
 
 
