@@ -186,3 +186,31 @@ def test_ask_says_so_when_the_default_model_is_missing(probes: Path, tmp_path: P
     monkeypatch.setattr(tempflex.ask, "DEFAULT_MODEL", tmp_path / "tempflex-tiny")
     result = runner.invoke(app, ["ask", "--video", str(probes / "videos/test/test-000000.mp4"), "What moves?"])
     assert result.exit_code == 2 and "the default model is missing" in result.stderr
+
+
+def test_ask_a_question_file_with_one_loaded_model(saved_tiny: Path, probes: Path) -> None:
+    """--questions answers every line of a JSONL file (examples/questions.jsonl's format) with one model: one JSON
+    line each, the file's answer beside the model's; bad files are one-line errors before the model loads."""
+    records = [json.loads(line) for line in (probes / "test.jsonl").read_text().splitlines()[:3]]
+    lines = [{"video": f"../{probes.name}/{r['video']}", "question": r["question"], "options": r["options"],
+              "answer": r["options"][r["answer_index"]]} for r in records]
+    lines.append({"video": f"../{probes.name}/{records[0]['video']}", "question": "What happens?"})
+    path = probes.parent / "questions" / "questions.jsonl"  # media paths are relative to the file's folder
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    result = runner.invoke(app, ["ask", "--model", str(saved_tiny), "--questions", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(out) == 4 and [o["question"] for o in out] == [x["question"] for x in lines]
+    for o, x in zip(out[:3], lines):
+        assert o["choice"] in x["options"] and o["correct"] == (o["choice"] == x["answer"])
+    assert out[3]["choice"] is None and "correct" not in out[3]
+    bad = {"not a JSON object": "{oops\n", 'needs a "question"': '{"video": "a.mp4"}\n',
+           'exactly one of "video" or "image"': '{"question": "Q?"}\n', "no questions": "\n"}
+    for expected, text in bad.items():
+        path.write_text(text)
+        result = runner.invoke(app, ["ask", "--model", str(saved_tiny), "--questions", str(path)])
+        assert result.exit_code == 2 and expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
+            expected, result.output)
+    result = runner.invoke(app, ["ask", "--questions", str(path), "Q?"])
+    assert result.exit_code == 2 and "give no question" in result.stderr

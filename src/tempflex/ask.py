@@ -205,3 +205,42 @@ def check_model_dir(directory: Path) -> Path:
         raise FileNotFoundError(f"the default model is missing from this install ({directory}): reinstall tempflex "
                                 "or pass --model DIR, a saved TempFlex model")
     raise FileNotFoundError(f"{directory} is not a saved TempFlex model (no config.json)")
+
+
+def read_questions(path: str | Path) -> list[dict]:
+    """The question file's records (one JSON object a line, as examples/questions.jsonl: ``video`` or ``image``
+    relative to the file's folder, ``question``, optional ``options`` and ``answer``), checked before any model
+    loads; a bad line is a one-line error naming the file and the line."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: question file not found")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{number}: not a JSON object ({exc.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get("question"), str):
+            raise ValueError(f"{path}:{number}: each line needs a \"question\" string")  # noqa: TRY004 - bad input
+        if ("video" in record) == ("image" in record):
+            raise ValueError(f"{path}:{number}: each line needs exactly one of \"video\" or \"image\"")
+        records.append(record)
+    if not records:
+        raise ValueError(f"{path}: no questions")
+    return records
+
+
+def ask_questions(asker: Asker, path: str | Path, records: list[dict], *, frames: int, max_new_tokens: int = 32,
+                  budget: str | dict | None = None) -> Iterator[tuple[dict, Answer]]:
+    """Each record of ``read_questions`` answered by the one loaded model, in order: (record, answer)."""
+    root = Path(path).parent
+    for record in records:
+        kind = "video" if "video" in record else "image"
+        media = load_media(**{kind: root / record[kind]}, frames=frames)
+        yield record, asker.ask(record["question"], media, options=record.get("options"),
+                                max_new_tokens=max_new_tokens, budget=budget if kind == "video" else None)
+

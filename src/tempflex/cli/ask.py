@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,7 @@ def register(app: typer.Typer) -> None:
 
 
 def ask_cmd(
-    question: Annotated[str, typer.Argument(help="The question, e.g. \"Which way does the red circle move?\".")],
+    question: Annotated[str | None, typer.Argument(help="The question, e.g. \"Which way does the red circle move?\".")] = None,
     video: Annotated[Path | None, typer.Option("--video", help="A video file (mp4, mkv, webm, ...).")] = None,
     image: Annotated[Path | None, typer.Option("--image", help="An image file instead of a video.")] = None,
     model: Annotated[Path | None, typer.Option("--model", help="A saved TempFlex model (default: tempflex-tiny).")] = None,
@@ -25,13 +26,19 @@ def ask_cmd(
     budget: Annotated[int | None, typer.Option("--budget", help="Most tokens the video may cost the LLM (visual tokens + time tags); see docs/budget.md.")] = None,
     reduce: Annotated[str | None, typer.Option("--reduce", help="Token reducer under --budget (default flux): flux, drop, uniform, ata, ...; options after commas (drop,threshold=0.8).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the answer, frames, tokens and timings as JSON.")] = False,
+    questions: Annotated[Path | None, typer.Option("--questions", help="A JSONL file of questions (as examples/questions.jsonl), all answered by one loaded model.")] = None,
 ) -> None:  # fmt: skip
     """Answer a question about a video or an image, offline, and say what it cost."""
     from transformers.utils import logging as transformers_logging
 
     from tempflex.ask import Asker, load_media, model_frames
 
+    if questions is not None:
+        _ask_file(questions, model, frames, max_new_tokens, budget, reduce, as_json, given=(question, video, image))
+        return
     with user_errors():
+        if question is None:
+            raise ValueError("give a question (or --questions FILE.jsonl)")
         if (video is None) == (image is None):
             raise ValueError("give exactly one of --video or --image")
         # bad media or options fail in a second, before the model loads
@@ -61,3 +68,42 @@ def ask_cmd(
                    f"(--reduce {reduce or 'flux'})")
     typer.echo(f"{kind}, {answer.visual_tokens} visual tokens; {answer.timings['total']:.2f} s "
                f"({stages}; model load {asker.load_seconds:.1f} s)")
+
+
+def _ask_file(path: Path, model: Path | None, frames: int | None, max_new_tokens: int, budget: int | None,
+              reduce: str | None, as_json: bool, given: tuple) -> None:
+    """``--questions``: every line answered by one loaded model, with a progress bar; one JSON line each."""
+    from transformers.utils import logging as transformers_logging
+
+    from tempflex.ask import Asker, ask_questions, model_frames, read_questions
+    from tempflex.cli.common import ProgressBar
+
+    with user_errors():
+        if any(x is not None for x in given):
+            raise ValueError("--questions takes the questions and media from the file: give no question, --video or "
+                             "--image")
+        if reduce is not None and budget is None:
+            raise ValueError("--reduce chooses how to spend a token budget: give --budget N too")
+        spec = None
+        if budget is not None:
+            from tempflex.budget import BudgetSpec
+
+            spec = BudgetSpec.for_reducer(reduce or "flux", budget).model_dump()
+        records = read_questions(path)
+        transformers_logging.disable_progress_bar()
+        asker = Asker(model)
+        right = scored = 0
+        with ProgressBar("asking") as bar:
+            bar(0, len(records))
+            answered = ask_questions(asker, path, records, frames=model_frames(model) if frames is None else frames,
+                                     max_new_tokens=max_new_tokens, budget=spec)
+            for done, (record, answer) in enumerate(answered, start=1):
+                out = {**answer.to_json(), **({"expected": record["answer"]} if "answer" in record else {})}
+                if "answer" in record:
+                    out["correct"] = answer.text == record["answer"]
+                    right, scored = right + out["correct"], scored + 1
+                typer.echo(json.dumps(out) if as_json else f"{record['question']} -> {answer.text}")
+                bar(done, len(records))
+    if scored and not as_json:
+        typer.echo(f"{right} of {scored} answers match the file's answers")
+
