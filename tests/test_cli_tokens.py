@@ -145,3 +145,35 @@ def test_real_process():
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.startswith("error: ") and len(bad.stderr.strip().splitlines()) == 1
     assert "Traceback" not in bad.stderr
+
+
+def test_media_images_are_read_as_ask_reads_them(tmp_path):
+    """tokens --media and ask share one image loader: EXIF orientation turns the size, the pixel bound refuses what
+    ask refuses, and a cut-off file is named."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    from tempflex.image import load_image
+
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view": stored 128x64, seen 64x128
+    Image.new("RGB", (128, 64), "red").save(rotated, exif=exif)
+    assert load_image(rotated).size == (64, 128)
+    assert _json("--media", str(rotated))["input"]["width"] == 64
+    png = tmp_path / "small.png"
+    Image.new("RGB", (10, 10)).save(png)
+    data = bytearray(png.read_bytes())
+    data[16:24] = struct.pack(">II", 12000, 12000)  # IHDR says 12000x12000 (144 M pixels, over ask's bound)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(bytes(data))
+    cut = tmp_path / "cut.png"
+    Image.new("RGB", (256, 256), "blue").save(cut)
+    cut.write_bytes(cut.read_bytes()[:200])
+    for path, expected in ((huge, "too many pixels"), (cut, "cut.png")):
+        result = _run("--media", str(path))
+        assert result.exit_code == 2 and expected in result.stderr, result.output
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -57,15 +57,24 @@ def sample_videos() -> list[Path]:
 
 
 def _image_size(path: Path) -> MediaSize | None:
+    """An image's upright size, read by ``tempflex.image.load_image`` (the loader ``ask`` uses: EXIF orientation, its
+    pixel bound, truncated files named); None when the file is not an image at all."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    from tempflex.image import load_image
+
     try:
-        with Image.open(path) as image:  # reads the header only, no pixel decode
-            width, height = image.size
+        with warnings.catch_warnings():  # Pillow's bomb warning: load_image's bound decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path):  # the header only: is it an image?
+                pass
     except UnidentifiedImageError:
         return None
-    except Image.DecompressionBombError as err:  # PIL refuses absurd sizes even for the header
-        raise ValueError(f"{path}: {err}") from None
+    except Image.DecompressionBombError:
+        pass  # load_image refuses it with its own bound and message
+    width, height = load_image(path).size
     return MediaSize(width, height, None, None)
 
 
