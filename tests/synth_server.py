@@ -1,7 +1,8 @@
 """A scripted OpenAI-compatible chat server on 127.0.0.1 for the synthesis tests (a real HTTP server, in a thread).
 
 A script maps a key (a string the test put in the prompt, e.g. the video title) to the list of steps that key's
-successive requests get: ``Reply(text)``, ``Status(code, headers)`` or ``Reply(text, delay=s)`` (slow). Requests
+successive requests get: ``Reply(text)``, ``Status(code, headers)``, ``Reply(text, delay=s)`` (slow) or ``Raw(body)`` (a 200 with
+any body). Requests
 whose prompt matches no key get ``default`` (a step or None: a valid answer). Every request is recorded.
 """
 
@@ -49,6 +50,14 @@ class Reply:
 class Status:
     code: int
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Raw:
+    """An HTTP 200 whose body is given as it is (cut-off JSON, empty, HTML)."""
+
+    body: bytes
+    content_type: str = "application/json"
 
 
 @dataclass
@@ -116,7 +125,10 @@ class ScriptedServer:
                 except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
                     pass
 
-            def _answer(self, step: Reply | Status, body: dict[str, Any]) -> None:
+            def _answer(self, step: Reply | Status | Raw, body: dict[str, Any]) -> None:
+                if isinstance(step, Raw):
+                    self._send(200, step.body, {}, step.content_type)
+                    return
                 if isinstance(step, Status):
                     payload = json.dumps(
                         {"error": {"message": f"scripted {step.code}", "type": "test"}}
@@ -131,9 +143,10 @@ class ScriptedServer:
                 }).encode()  # fmt: skip
                 self._send(200, payload, {})
 
-            def _send(self, code: int, payload: bytes, headers: dict[str, str]) -> None:
+            def _send(self, code: int, payload: bytes, headers: dict[str, str],
+                      content_type: str = "application/json") -> None:
                 self.send_response(code)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 for name, value in headers.items():
                     self.send_header(name, value)

@@ -14,7 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from synth_server import Reply, ScriptedServer, Status, valid_answer
+from synth_server import Raw, Reply, ScriptedServer, Status, valid_answer
 
 from tempflex.synth.client import ApiError, RetryPolicy, make_client
 from tempflex.synth.export import export_training
@@ -259,3 +259,18 @@ def test_sigkill_mid_run_then_rerun(tmp_path: Path, videos: dict[str, Path]) -> 
     assert sorted(accepted) == ids and not rejected
     assert result.stdout.strip().splitlines()[-1].startswith(f"accepted {len(ids) - len(done_first)}, rejected 0, skipped {len(done_first)}")  # fmt: skip
     assert len(read_jsonl(out / "train" / "captions.jsonl")) == len(ids)
+
+
+def test_a_200_reply_that_is_not_a_completion_is_retried_then_rejected() -> None:
+    """Cut-off JSON, an empty body and an HTML page, each with HTTP 200, are retried like a 5xx; a call that only
+    ever gets such replies fails with the reason (not fatal: the run rejects that video and goes on)."""
+    whole = b'{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": {"role": "assistant", '
+    garbage = [Raw(whole[:40]), Raw(b""), Raw(b"<html><body>502 Bad Gateway</body></html>", "text/html")]
+    with ScriptedServer({"flaky": [*garbage, Reply("fine")], "broken": garbage * 2}) as server:
+        client = make_client(server.base_url, "k", "m", timeout=5, policy=FAST)
+        assert client.complete([{"role": "user", "content": "flaky"}]).text == "fine"
+        assert len(server.for_key("flaky")) == 4
+        with pytest.raises(ApiError, match="not (valid JSON|a chat completion).*gave up after 4 attempts") as info:
+            client.complete([{"role": "user", "content": "broken"}])
+        assert not info.value.fatal
+

@@ -25,6 +25,10 @@ class ApiError(RuntimeError):
         self.fatal = fatal
 
 
+class MalformedReply(RuntimeError):
+    """An HTTP 200 whose body is not a chat completion (cut-off JSON, empty, HTML): retried like a 5xx."""
+
+
 class Interrupted(RuntimeError):
     """The run was asked to stop while this call waited to retry."""
 
@@ -84,7 +88,12 @@ class ChatClient:
         ) from error
 
     def _request(self, messages: list[dict[str, Any]]) -> Completion:
-        response = self.client.chat.completions.create(model=self.model, messages=messages)
+        try:
+            response = self.client.chat.completions.create(model=self.model, messages=messages)
+        except ValueError as exc:  # the body did not parse as JSON (json.JSONDecodeError is a ValueError)
+            raise MalformedReply(f"the reply is not valid JSON ({_short(str(exc))})") from exc
+        if not hasattr(response, "choices"):  # openai hands back the raw text of a non-JSON body
+            raise MalformedReply(f"the reply is not a chat completion: {_short(repr(response))}")
         usage = response.usage
         text = response.choices[0].message.content if response.choices else None
         return Completion(
@@ -106,6 +115,10 @@ def _classify(exc: Exception) -> tuple[float | None, str]:
     """(wait, reason): wait None = do not retry, -1 = backoff, >= 0 = the server's Retry-After."""
     import openai
 
+    if isinstance(exc, MalformedReply):
+        return -1, str(exc)
+    if isinstance(exc, openai.APIResponseValidationError):
+        return -1, f"the reply is not a chat completion ({_short(exc.message)})"
     if isinstance(exc, openai.APITimeoutError):
         return -1, "request timed out"
     if isinstance(exc, openai.APIConnectionError):
