@@ -86,3 +86,32 @@ def test_run_synthesis_reports_progress_and_leaves_export_and_report(tmp_path: P
     assert "cost" in (tmp_path / "out" / "report.md").read_text()
     with pytest.raises(ValueError, match="no shards/ folder"):
         refresh_report(tmp_path / "nowhere")
+
+
+def test_a_second_synthesis_run_on_one_folder_stops_naming_the_first(tmp_path: Path) -> None:
+    """While one run holds OUT, another stops at once with one line naming its pid (no video is sent twice); the lock
+    file a killed run leaves behind is taken over."""
+    import os
+    import subprocess
+    import sys
+
+    from tempflex.atomic import OutputLocked, exclusive_output
+    from tempflex.synth.client import RetryPolicy, make_client
+    from tempflex.synth.manifest import load_manifest
+    from tempflex.synth.run import run_synthesis
+
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(json.dumps({"video": str(_smallest_sample_video()), "id": "v0", "title": "v0"}) + "\n")
+    out = tmp_path / "out"
+    with ScriptedServer() as server:
+        client = make_client(server.base_url, "key", "m", timeout=30, policy=RetryPolicy(max_attempts=2))
+        with exclusive_output(out, "test"):
+            with pytest.raises(OutputLocked, match=rf"in use by another tempflex synth run \(pid {os.getpid()}\)"):
+                run_synthesis(load_manifest(manifest), out, client)
+            assert not server.requests
+        holder = ("import os; from pathlib import Path; from tempflex.atomic import exclusive_output; "
+                  f"exclusive_output(Path({str(out)!r}), 'x').__enter__(); os._exit(9)")  # dies holding the lock
+        killed = subprocess.run([sys.executable, "-c", holder], check=False)
+        assert killed.returncode == 9 and (out / ".lock").read_text().strip() != str(os.getpid())
+        assert run_synthesis(load_manifest(manifest), out, client).accepted == 1  # the dead run's lock is taken over
+

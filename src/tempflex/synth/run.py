@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tempflex.atomic import exclusive_output
 from tempflex.synth.client import ChatClient
 from tempflex.synth.export import export_training
 from tempflex.synth.manifest import VideoItem
@@ -36,8 +37,13 @@ def run_synthesis(
 
     A fatal ``ApiError`` (bad key or model) propagates after the export and report are written.
     """
-    options = options or SynthOptions()
-    store = Store(Path(out), shard_size=shard_size)
+    with exclusive_output(Path(out), "tempflex synth run"):  # two runs on one folder would do every video twice
+        return _run_locked(items, Path(out), client, options or SynthOptions(), shard_size, progress)
+
+
+def _run_locked(items: Sequence[VideoItem], out: Path, client: ChatClient, options: SynthOptions, shard_size: int,
+                progress: Progress | None) -> Summary:
+    store = Store(out, shard_size=shard_size)
     summary = Summary()
     todo = plan(items, store, options, summary)
     done = 0
