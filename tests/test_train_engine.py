@@ -116,7 +116,7 @@ def test_resume_after_sigkill_mid_checkpoint_matches_uninterrupted(tmp_path: Pat
     final_a, final_b = weights(tmp_path / "a" / "run" / "final"), weights(run_b / "final")
     assert max_diff(final_a, final_b) <= 1e-6
     steps = [json.loads(line)["step"] for line in (run_b / "log.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 3, 4]  # step 3 ran twice: before the kill and after the resume
+    assert steps == [1, 2, 3, 4]  # step 3 ran twice, but the resume cut the log back to its checkpoint's step 2
 
 
 @pytest.mark.parametrize("variant", ["lm", "lm_cotrain"])
@@ -154,3 +154,31 @@ def test_tiny_conversations_follow_the_dataset_contract() -> None:
     example = parts.dataset[1]
     assert isinstance(parts.dataset, TinyConversations) and example["video_grid_thw"].tolist() == [[2, 8, 8]]
     assert len(parts.lengths) == 4 and example["input_ids"].shape == example["labels"].shape
+
+
+def test_a_damaged_checkpoint_is_found_by_its_checksums_and_skipped(tmp_path: Path, capsys) -> None:
+    """Flipped bytes in the newest checkpoint's weights: ``resume: auto`` says so in one line and resumes from the
+    older intact one; naming the damaged one is a one-line error; the log is cut back to the resumed step."""
+    from tempflex.train.checkpoint import CHECKSUM_FILE, verify
+
+    sections = {"schedule": {"epochs": 1}, "checkpoint": {"every": 1, "keep": 2}}  # 2 steps of 4 samples
+    recipe = parse_recipe(tiny_recipe(tmp_path, **sections))
+    train(recipe, parts_for(recipe))
+    run = tmp_path / "run"
+    newest, older = run / "checkpoint-2", run / "checkpoint-1"
+    assert (newest / CHECKSUM_FILE).is_file() and verify(newest) is None
+    weights_file = newest / "model" / "model.safetensors"
+    data = bytearray(weights_file.read_bytes())
+    data[-64:] = bytes(b ^ 0xFF for b in data[-64:])
+    weights_file.write_bytes(bytes(data))
+    assert verify(newest) == "model/model.safetensors does not match its checksum"
+    with pytest.raises(ValueError, match="resume: .*checkpoint-2 is damaged \\(model/model.safetensors does not"):
+        train(parse_recipe(tiny_recipe(tmp_path, resume=str(newest), **sections)), parts_for(recipe))
+    capsys.readouterr()
+    again = parse_recipe(tiny_recipe(tmp_path, **sections))
+    train(again, parts_for(again))
+    out = capsys.readouterr().out
+    assert "checkpoint-2 is damaged" in out and f"resumed from {older}" in out
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]  # step 2 redone from checkpoint-1, logged once
+

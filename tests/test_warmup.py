@@ -109,7 +109,7 @@ def test_resume_after_sigkill_mid_checkpoint_matches_uninterrupted(tmp_path, pro
     heads = [Checkpoints.load_objective(tmp_path / n / "run" / "checkpoint-4")["head"] for n in ("a", "b")]
     assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
     steps = [json.loads(line)["step"] for line in (run_b / "log.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3, 3, 4]  # step 3 ran twice: before the kill and after the resume
+    assert steps == [1, 2, 3, 4]  # step 3 ran twice, but the resume cut the log back to step 2
 
 
 def test_records_without_options_are_a_one_line_error(tmp_path, probes):

@@ -10,7 +10,10 @@ temporary directory, which the next start deletes. Layout:
   the model and the partitioned optimizer instead;
 - ``objective.pt``: the objective's own state when it has one (``Objective.state_dict``: the options head and its
   sampler's generator), a ``torch.save`` of tensors only;
-- ``trainer_state.json``: the data position (``Position``), written last.
+- ``trainer_state.json``: the data position (``Position``);
+- ``checksums.json``: the SHA-256 of every other file, written last. Resuming verifies it: ``resume: auto`` falls
+  back to the newest intact checkpoint (saying which in one line), a named one that fails is a one-line error.
+  Checkpoints written before checksums existed are taken as they are.
 
 Resume loads all of it; the data position lets the engine skip the micro-batches already consumed in the epoch.
 ``TEMPFLEX_CHECKPOINT_WRITE_DELAY=STEP:SECONDS`` (read at write time) makes the writer of checkpoint STEP pause
@@ -36,6 +39,7 @@ from torch import nn
 from tempflex.atomic import fsync_dir
 
 STATE_FILE = "trainer_state.json"
+CHECKSUM_FILE = "checksums.json"
 OBJECTIVE_FILE = "objective.pt"
 MODEL_DIR = "model"
 TMP_PREFIX = ".tmp-"
@@ -62,6 +66,38 @@ def fsync_tree(root: Path) -> None:
             with open(os.path.join(dirpath, name), "rb") as fh:
                 os.fsync(fh.fileno())
         fsync_dir(Path(dirpath))
+
+
+def checksums(root: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``root`` (but the checksum file), by path relative to it."""
+    import hashlib
+
+    out = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != CHECKSUM_FILE):
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        out[path.relative_to(root).as_posix()] = digest.hexdigest()
+    return out
+
+
+def verify(path: Path) -> str | None:
+    """What is wrong with checkpoint ``path`` by its checksum manifest (None: intact, or written without one)."""
+    manifest = path / CHECKSUM_FILE
+    if not manifest.is_file():
+        return None
+    try:
+        expected = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return f"{CHECKSUM_FILE} is unreadable"
+    actual = checksums(path)
+    for name, digest in expected.items():
+        if name not in actual:
+            return f"{name} is missing"
+        if actual[name] != digest:
+            return f"{name} does not match its checksum"
+    return None
 
 
 def publish(tmp: Path, target: Path) -> None:
@@ -124,15 +160,23 @@ class Checkpoints:
         return sorted(found)
 
     def resolve(self, resume: str | None) -> Path | None:
-        """The checkpoint to resume from: ``auto`` = the latest complete one (or None), else the path given."""
+        """The checkpoint to resume from: ``auto`` = the latest intact one (or None), else the path given."""
         if resume is None:
             return None
         if resume == "auto":
-            found = self.complete()
-            return found[-1][1] if found else None
+            for _, path in reversed(self.complete()):
+                problem = verify(path)
+                if problem is None:
+                    return path
+                if self.acc.is_main_process:
+                    self.acc.print(f"warning: {path.name} is damaged ({problem}); trying an older checkpoint")
+            return None
         path = Path(resume)
         if not (path / STATE_FILE).is_file():
             raise ValueError(f"resume: {path} is not a complete checkpoint (no {STATE_FILE})")
+        problem = verify(path)
+        if problem is not None:
+            raise ValueError(f"resume: {path} is damaged ({problem})")
         return path
 
     # -- writing --------------------------------------------------------------------------------------------------
@@ -159,6 +203,7 @@ class Checkpoints:
             if objective:
                 torch.save(objective, tmp / OBJECTIVE_FILE)
             (tmp / STATE_FILE).write_text(json.dumps(asdict(position), indent=2) + "\n")
+            (tmp / CHECKSUM_FILE).write_text(json.dumps(checksums(tmp), indent=1, sort_keys=True) + "\n")
             publish(tmp, target)
             for _, old in self.complete()[: -self.keep]:
                 shutil.rmtree(old, ignore_errors=True)

@@ -98,6 +98,7 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, parts: TrainParts | None = None, objective: Objective | None = None) -> None:
         self.recipe = recipe
+        self._position: Position | None = None  # where run() starts: set by resume()
         if parts is not None:
             objective = objective or LMObjective(recipe, parts)
         self.objective = objective or build_objective(recipe)
@@ -137,6 +138,13 @@ class Trainer:
         """The model without accelerate's wrappers."""
         return self.acc.unwrap_model(self.model)
 
+    def resume(self) -> Position:
+        """Find and load the checkpoint to go on from (``recipe.resume``), or a fresh position; ``run`` calls it
+        when it was not called before. Bad resume settings and damaged checkpoints raise ``ValueError``."""
+        if self._position is None:
+            self._position = self._resume()
+        return self._position
+
     def _resume(self) -> Position:
         self.ckpt.clean_stale()
         fresh = Position(sampler_seed=self.recipe.seed, world_size=self.acc.num_processes,
@@ -155,7 +163,7 @@ class Trainer:
         return position
 
     def run(self) -> Path:
-        position = self._resume()
+        position = self.resume()
         if self.acc.is_main_process:
             self.recipe.output_dir.mkdir(parents=True, exist_ok=True)
             dump = self.recipe.model_dump(mode="json")

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from typing_extensions import Self
 
+from tempflex.atomic import write_text_atomic
 from tempflex.train.recipe import LogSpec
 
 
@@ -25,6 +26,25 @@ def _fmt(record: dict) -> str:
     return (f"step {record['step']}/{record['total_steps']} epoch {record['epoch']} loss {record['loss']:.4f} "
             f"| {record['samples_per_s']:.2f} samples/s | {record['visual_tokens_per_sample']:.0f} vis tok/sample "
             f"| lr {lrs}")
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Cut ``log.jsonl`` back to the records of steps <= ``step`` (a resumed run redoes the steps after its
+    checkpoint, which a killed run had already logged), atomically; torn or foreign lines after them go too."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break  # a line torn by the kill: nothing after it was written whole
+        if isinstance(record, dict) and isinstance(record.get("step"), int) and record["step"] > step:
+            break
+        kept.append(line)
+    if len(kept) != len(lines):
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 class RunLogger:
@@ -43,6 +63,7 @@ class RunLogger:
             return self
         self.output_dir.mkdir(parents=True, exist_ok=True)
         if self.spec.jsonl:
+            trim_log(self.output_dir / "log.jsonl", self.start)
             self._jsonl = open(self.output_dir / "log.jsonl", "a", encoding="utf-8")
         self._open_sinks()
         if self.spec.progress:
