@@ -68,8 +68,7 @@ def _image_size(path: Path) -> MediaSize | None:
     try:
         with warnings.catch_warnings():  # Pillow's bomb warning: load_image's bound decides
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path):  # the header only: is it an image?
-                pass
+            Image.open(path).close()  # the header only: is it an image?
     except UnidentifiedImageError:
         return None
     except Image.DecompressionBombError:
