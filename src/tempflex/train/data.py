@@ -5,7 +5,8 @@
 and drops the records whose visual tokens would not fit in ``max_length`` (a cut never falls inside a run of
 visual placeholders; ``stats`` counts them). ``dataset[i]`` decodes the media, encodes the conversation with labels
 on the assistant answers only, and shortens the text after the last visual token if the sequence is too long
-(counted in ``stats`` too; with DataLoader workers those per-item counts stay in the workers). With
+(counted in ``stats`` too; with DataLoader workers those per-item counts stay in the workers). The headers are read
+once per mixture file and cached beside it (``tempflex.train.lengths``), shared by the ranks and later runs. With
 ``cotrain_budgets`` it returns one example per per-frame token budget, the largest first (FluxViT
 multi-token-count co-training); with ``flexible`` too, each view is capped by the flexible plan's budget.
 """
@@ -22,7 +23,8 @@ from torch.utils.data import Dataset
 
 from tempflex.image import load_image
 from tempflex.processing import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, TempFlexProcessor
-from tempflex.samples import media_size
+from tempflex.samples import MediaSize
+from tempflex.train.lengths import cache_for, media_sizes
 from tempflex.train.records import Mixture, Record, RecordError, load_mixture, parse_record, read_raw
 from tempflex.train.tokenize import IGNORE_INDEX, encode_conversation
 from tempflex.video import load_video
@@ -66,7 +68,9 @@ class ConversationDataset(Dataset):
         flexible: FlexibleSampling | None = None,
         cotrain_budgets: list[int] | None = None,
         answer_tokens: int | None = None,
+        size_cache: Path | bool = True,
     ) -> None:
+        """``size_cache``: the media size cache file; True: beside the mixture file (given as a path); False: none."""
         self.processor = processor
         self.answer_tokens = answer_tokens
         self.max_length = max_length
@@ -76,11 +80,16 @@ class ConversationDataset(Dataset):
         self.flexible = flexible
         self.budgets = sorted(cotrain_budgets, reverse=True) if cotrain_budgets else None
         self.epoch = 0
+        if size_cache is True:
+            size_cache = False if isinstance(mixture, Mixture) else cache_for(mixture)
         mixture = mixture if isinstance(mixture, Mixture) else load_mixture(mixture)
         self.stats: Counter[str] = Counter()
         self.records: list[Record] = []
         self.lengths: list[int] = []
-        for record in sample_mixture(mixture, seed):
+        sampled = sample_mixture(mixture, seed)
+        media = (path for record in sampled for path in record.images + record.videos)
+        self._sizes: dict[Path, MediaSize] = media_sizes(media, size_cache or None)
+        for record in sampled:
             visual, before, text = self._estimate(record)
             if visual and visual + before >= max_length:  # the cut would fall inside the visual tokens
                 self.stats["dropped_too_long"] += 1
@@ -99,12 +108,12 @@ class ConversationDataset(Dataset):
         text and the media headers, at the largest frame count and per-frame budget any view of it can get."""
         visual = 0
         for path in record.images:
-            width, height, *_ = media_size(path)
+            width, height, *_ = self._sizes[path]
             visual += self.processor.image_grid(height, width).tokens
         frames_cap = self.flexible.max_frames if self.flexible else self.num_frames
         frame_grid = self._with_budget(self._largest_frame_budget()).frame_grid
         for path in record.videos:
-            width, height, frames, _ = media_size(path)
+            width, height, frames, _ = self._sizes[path]
             count = min(frames_cap, frames or frames_cap)
             visual += count * (frame_grid(height, width).tokens + 1)
         text = self.processor.apply_chat_template(record.messages(), add_generation_prompt=False)

@@ -1,0 +1,145 @@
+"""Media headers of a mixture, read once and cached beside the mixture file for every rank and every later run.
+
+``ConversationDataset`` sizes each record from its media headers (pixel size, frame count) before training starts;
+reading a header costs about a millisecond a file, and without a cache every rank of every run read every header
+again. ``media_sizes(paths, cache)`` returns each path's ``MediaSize``, reading only the headers the cache does not
+hold for the file as it is now:
+
+- the cache is ``MIXTURE.media-sizes.json`` (``cache_for``): ``{"version": 1, "entries": {path: [bytes, mtime_ns,
+  width, height, frames, fps]}}``; an entry counts only while the file's size and modification time match, so an
+  edited or replaced file is read again;
+- an exclusive ``flock`` on ``MIXTURE.media-sizes.json.lock`` makes processes that start at once (the ranks of one
+  run, on one node or on a shared file system) take turns: the first reads the headers and writes the cache, the
+  others wait and then only check sizes and times;
+- the cache is written atomically (``tempflex.atomic``) and only when something changed; an unreadable cache
+  (cut-off, not JSON, another version) is rebuilt after a one-line warning, and a folder that cannot be written
+  means a warning and a run without the cache, never a failed run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tempflex.atomic import write_text_atomic
+from tempflex.samples import MediaSize, media_size
+
+__all__ = ["CACHE_SUFFIX", "cache_for", "media_sizes"]
+
+VERSION = 1
+CACHE_SUFFIX = ".media-sizes.json"
+PROGRESS_FROM = 1000  # headers to read before a progress bar is worth showing
+
+Entry = list  # [bytes, mtime_ns, width, height, frames | None, fps | None]
+
+
+def cache_for(mixture: str | Path) -> Path:
+    """The cache file of a mixture file: beside it, named after it."""
+    mixture = Path(mixture)
+    return mixture.with_name(mixture.name + CACHE_SUFFIX)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def media_sizes(paths: Iterable[Path], cache: Path | None) -> dict[Path, MediaSize]:
+    """``MediaSize`` of every path (duplicates read once), through the cache file ``cache`` (None: no cache).
+
+    Raises what ``tempflex.samples.media_size`` raises for a missing or unreadable file."""
+    unique = list(dict.fromkeys(Path(p) for p in paths))
+    if cache is None:
+        return {path: media_size(path) for path in _progress(unique)}
+    with _locked(cache) as held:
+        if not held:
+            return {path: media_size(path) for path in _progress(unique)}
+        return _through_cache(unique, cache)
+
+
+def _through_cache(paths: list[Path], cache: Path) -> dict[Path, MediaSize]:
+    entries = _read(cache)
+    fresh: dict[str, Entry] = {}
+    sizes: dict[Path, MediaSize] = {}
+    missing: list[tuple[Path, os.stat_result | None]] = []
+    for path in paths:
+        stat = _stat(path)
+        entry = entries.get(str(path))
+        if stat is not None and entry is not None and entry[:2] == [stat.st_size, stat.st_mtime_ns]:
+            fresh[str(path)] = entry
+            sizes[path] = MediaSize(*entry[2:])
+        else:
+            missing.append((path, stat))
+    read = 0
+    try:
+        for path, stat in _progress(missing):
+            size = media_size(path)  # raises for a missing file, naming it
+            stat = stat or path.stat()
+            fresh[str(path)] = [stat.st_size, stat.st_mtime_ns, *size]
+            sizes[path] = size
+            read += 1
+    finally:  # what was read before an error or an interrupt is kept for the next run
+        if read or fresh.keys() != entries.keys():
+            _write(cache, fresh)
+    return sizes
+
+
+def _write(cache: Path, entries: dict[str, Entry]) -> None:
+    try:
+        write_text_atomic(cache, json.dumps({"version": VERSION, "entries": entries}, separators=(",", ":")))
+    except OSError as err:  # a read-only data folder: the run goes on, the next one reads the headers again
+        warn(f"cannot write the media size cache {cache} ({err.strerror or err})")
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:
+        return None
+
+
+def _read(cache: Path) -> dict[str, Entry]:
+    """The cache's entries; {} when there is none yet, and after a one-line warning when it cannot be used."""
+    try:
+        data = json.loads(cache.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        warn(f"{cache} is unreadable ({type(err).__name__}); rebuilding it")
+        return {}
+    entries = data.get("entries") if isinstance(data, dict) and data.get("version") == VERSION else None
+    if not isinstance(entries, dict) or not all(isinstance(e, list) and len(e) == 6 for e in entries.values()):
+        warn(f"{cache} is not a version-{VERSION} media size cache; rebuilding it")
+        return {}
+    return entries
+
+
+@contextmanager
+def _locked(cache: Path) -> Iterator[bool]:
+    """Hold an exclusive flock on ``cache``'s lock file, waiting while another process holds it; yields False
+    (after a one-line warning) when the lock file cannot be made, e.g. in a read-only data folder."""
+    import fcntl
+
+    lock = cache.with_name(cache.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        warn(f"cannot lock the media size cache {lock} ({err.strerror or err}); reading every header")
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _progress(items: list) -> Iterable:
+    if len(items) < PROGRESS_FROM:
+        return items
+    from rich.progress import track
+
+    return track(items, description="reading media headers", transient=True)
