@@ -109,11 +109,14 @@ def test_ask_cli_json_and_bad_inputs(saved_tiny: Path, probes: Path, tmp_path: P
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
     photo = str(skimage_photo("astronaut.png"))
+    text_png = tmp_path / "notes.png"  # text under an image's name
+    text_png.write_text("not a picture\n")
     cases = {
         "no such file": ["--video", str(tmp_path / "missing.mp4")],
         "corrupt": ["--video", str(corrupt)],
         "empty": ["--video", str(empty)],
         "still image (png_pipe), not a video: pass it with --image": ["--video", photo],
+        "not a video or an image: FFmpeg's still-image reader (image2) cannot decode it": ["--video", str(text_png)],
         "exactly one": ["--video", video, "--image", photo],
         "not a saved TempFlex model": ["--video", video, "--model", str(tmp_path)],
         "frames must be >= 1": ["--video", video, "--frames", "0"],
@@ -160,6 +163,8 @@ def test_ask_budget_caps_the_visual_tokens(saved_tiny: Path, probes: Path, reduc
 def test_ask_budget_bad_values_are_one_line_errors(saved_tiny: Path, probes: Path) -> None:
     video = str(probes / "videos/test/test-000002.mp4")
     photo = str(skimage_photo("astronaut.png"))
+    text_png = tmp_path / "notes.png"  # text under an image's name
+    text_png.write_text("not a picture\n")
     cases = {"positive": ["--video", video, "--budget", "0"], "unknown reducer": ["--video", video, "--budget", "8",
              "--reduce", "nope"], "applies to videos": ["--image", photo, "--budget", "8"],
              "give --budget N too": ["--video", video, "--reduce", "drop"]}

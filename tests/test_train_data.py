@@ -252,6 +252,22 @@ def test_data_check_counts_every_kind_of_problem(tmp_path):
     (tmp_path / "bad.yaml").write_text("datasets: [{name: d, path: d.jsonl, colour: red}]\n")
     result = runner.invoke(app, ["data", "check", str(tmp_path / "bad.yaml")])
     assert result.exit_code == 2 and "datasets.0.colour" in result.stderr and "Traceback" not in result.output
+    (tmp_path / "gone.yaml").write_text("datasets: [{name: d, path: d.jsonl}, {name: g, path: gone.jsonl}]\n")
+    result = runner.invoke(app, ["data", "check", str(tmp_path / "gone.yaml")])
+    assert result.exit_code == 2 and "dataset 'g': data file" in result.stderr and "gone.jsonl not found" in result.stderr
+
+
+def test_binary_mixture_recipe_and_data_lines_are_named(tmp_path):
+    (tmp_path / "m.yaml").write_bytes(b"\x00\x01\xff\xfe\x80garbage")
+    result = CliRunner().invoke(app, ["data", "check", str(tmp_path / "m.yaml")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"{tmp_path / 'm.yaml'}: the mixture file is not UTF-8 text (byte 0xff at offset 2)" in result.stderr
+    result = CliRunner().invoke(app, ["train", str(tmp_path / "m.yaml")])
+    assert result.exit_code == 2 and f"{tmp_path / 'm.yaml'}: the recipe is not UTF-8 text" in result.stderr
+    (tmp_path / "d.jsonl").write_bytes(json.dumps({"conversations": conv(("q", "a"))}).encode() + b"\n\xff\xfe\n")
+    (tmp_path / "ok.yaml").write_text("datasets: [{name: d, path: d.jsonl}]\n")
+    [report] = check_mixture(tmp_path / "ok.yaml")
+    assert report.ok == 1 and report.examples["malformed"] == ["record 2: line 2: not UTF-8 text"]
 
 
 def test_data_check_passes_the_tiny_set(tiny_data):

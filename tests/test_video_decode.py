@@ -20,7 +20,7 @@ from tempflex.media import VideoClip
 from tempflex.video import DecodedVideo, backends, decode, load_video
 from tempflex.video.plan import Run, plan_runs, split_runs
 from tempflex.video.probe import IndexMismatch, read_timeline
-from tempflex.video.sampling import nearest_frames, select_frames
+from tempflex.video.sampling import distinct_nearest, nearest_frames, select_frames
 
 VIDEOS = {p.name: p for p in samples.sample_videos()}
 
@@ -337,3 +337,24 @@ def test_plan_runs_by_strategy():
     assert [r.seek_index for r in plan_runs(wanted, keyframe_before, "auto")] == [0, 50, 75]
     dense = np.arange(0, 100, 2)
     assert len(plan_runs(dense, keyframe_before, "auto")) == 1  # dense samples: one sequential pass
+
+
+def test_uneven_frames_still_give_the_frames_asked_for(tmp_path):
+    pts = [0, 40, 80, 200, 210, 220, 600, 640, 700, 900]  # ms: bursts and gaps, so nearest frames collide
+    path = write_video(tmp_path / "vfr.mp4", counter_frames(len(pts)), pts, Fraction(1, 1000))
+    times = np.array(pts) / 1000
+    span = load_video(path).duration
+    targets = (np.arange(8) + 0.5) * span / 8
+    assert len(np.unique(nearest_frames(times, targets))) < 8  # plain nearest-frame sampling would keep fewer
+    video = load_video(path, num_frames=8)
+    assert len(video.timestamps) == 8 and video.timestamps == sorted(set(video.timestamps))
+    assert load_video(path, num_frames=10).timestamps == list(times)  # as many as exist: every frame
+    assert len(load_video(path, num_frames=12).timestamps) == 10
+
+
+def test_distinct_nearest_keeps_nearest_frames_when_they_are_distinct():
+    times = np.arange(100) / 25.0
+    targets = (np.arange(16) + 0.5) * 4.0 / 16
+    np.testing.assert_array_equal(distinct_nearest(times, targets), nearest_frames(times, targets))
+    crowded = np.array([0.0, 0.01, 0.02, 0.03, 5.0])  # four targets near the end, one frame there
+    assert distinct_nearest(crowded, np.array([0.0, 4.9, 4.95, 5.0])).tolist() == [0, 2, 3, 4]

@@ -77,13 +77,8 @@ def check_dataset(spec, seen: dict[Path, str | None]) -> DatasetReport:
 def check_mixture(path: str | Path) -> list[DatasetReport]:
     """One report per dataset of the mixture at ``path``."""
     mixture = load_mixture(path)
-    seen: dict[Path, str | None] = {}
-    reports = []
-    for spec in mixture.datasets:
+    for spec in mixture.datasets:  # a mixture naming a file that is not there cannot be read at all
         if not spec.path.is_file():
-            report = DatasetReport(spec.name, str(spec.path))
-            report.add("malformed", f"data file {spec.path} not found")
-            reports.append(report)
-            continue
-        reports.append(check_dataset(spec, seen))
-    return reports
+            raise FileNotFoundError(f"{path}: dataset {spec.name!r}: data file {spec.path} not found")
+    seen: dict[Path, str | None] = {}
+    return [check_dataset(spec, seen) for spec in mixture.datasets]

@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tempflex.processing import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
+from tempflex.textfiles import read_text
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 
@@ -91,7 +92,7 @@ def load_mixture(path: str | Path) -> Mixture:
     if not path.is_file():
         raise FileNotFoundError(f"mixture file {path} not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(read_text(path, "mixture file"))
         mixture = Mixture.model_validate(raw)
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML/JSON ({' '.join(str(err).split())})") from None
@@ -111,12 +112,17 @@ def read_raw(path: Path) -> Iterator[tuple[int, dict | str]]:
     if not path.is_file():
         raise FileNotFoundError(f"data file {path} not found")
     if path.suffix == ".jsonl":
-        with path.open() as lines:
-            for n, line in enumerate(lines, 1):
+        with path.open("rb") as lines:
+            for n, raw in enumerate(lines, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    yield n, f"line {n}: not UTF-8 text"
+                    continue
                 if line.strip():
                     yield n, _loads(line, f"line {n}")
         return
-    data = _loads(path.read_text(), "file")
+    data = _loads(read_text(path, "data file"), "file")
     if not isinstance(data, list):
         yield 0, f"{path.name} must hold a JSON array of records" if isinstance(data, dict) else data
         return

@@ -78,6 +78,15 @@ def _video_stream(
     return stream
 
 
+def _still_image_problem(container: av.container.InputContainer, name: str) -> str:
+    """What to say of a file FFmpeg opens with a still-image reader: an image, or not media at all."""
+    try:
+        next(container.decode(video=0))
+    except (av.FFmpegError, StopIteration, IndexError, OSError):
+        return f"not a video or an image: FFmpeg's still-image reader ({name}) cannot decode it"
+    return f"is a still image ({name}), not a video: pass it with --image (or as an image)"
+
+
 @contextmanager
 def open_video(
     path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS
@@ -100,7 +109,7 @@ def open_video(
             )
         name = container.format.name
         if name in ("image2", "image2pipe") or name.endswith("_pipe"):  # FFmpeg's still-image readers
-            raise VideoDecodeError(path, f"is a still image ({name}), not a video: pass it with --image (or as an image)")
+            raise VideoDecodeError(path, _still_image_problem(container, name))
         yield container, _video_stream(container, path, max_pixels)
 
 

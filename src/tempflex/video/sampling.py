@@ -75,6 +75,26 @@ def nearest_frames(times: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.where(take_left, left, right)
 
 
+def distinct_nearest(times: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """For sorted targets (K,), strictly increasing indices into sorted ``times`` (N,), each the nearest frame not
+    already taken, when N >= K (else every frame: there are fewer than asked for).
+
+    Plain nearest frames collide where frames are uneven (a variable frame rate, a header whose duration outruns
+    the frames): two targets near one frame would keep K - 1 frames although K exist. Each index is clamped to
+    [previous + 1, N - (K - i)], so the choice is among the frames that exist and equals the nearest frames
+    whenever those are already distinct."""
+    count, available = len(targets), len(times)
+    if count >= available:
+        return np.arange(available, dtype=np.int64)
+    nearest = nearest_frames(times, targets)
+    chosen = np.empty(count, dtype=np.int64)
+    previous = -1
+    for i, index in enumerate(nearest.tolist()):
+        previous = min(max(index, previous + 1), available - (count - i))
+        chosen[i] = previous
+    return chosen
+
+
 def select_frames(
     times: np.ndarray,
     start: float,
@@ -93,4 +113,4 @@ def select_frames(
     targets = target_times(start, end, num_frames, fps, max_frames, available=int(hi - lo))
     if targets is None:
         return np.arange(lo, hi, dtype=np.int64)
-    return np.unique(lo + nearest_frames(times[lo:hi], targets)).astype(np.int64)
+    return (lo + distinct_nearest(times[lo:hi], targets)).astype(np.int64)
