@@ -17,8 +17,17 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, field_validator, model_validator
 
+from tempflex.textfiles import NotTextError, read_text
+
 MODULES = ("vision_tower", "temporal", "merger", "language_model")  # the model's top-level submodules, each listed
-OPTIONAL_MODULES = ("bridge",)  # listed when the model has one (tempflex.bridge, not in the paper)
+OPTIONAL_MODULES = ("bridge",)
+SELECTIONS = ("resize", "flux", "mask")  # cotrain.select: how the smaller budgets' views are made  # listed when the model has one (tempflex.bridge, not in the paper)
+
+
+# torch's fully_shard itself runs on CPU gloo, but accelerate (the engine's launcher) turns FSDP on only for processes
+# on GPU-class devices: on CPU it wraps the model in DDP instead, so no FSDP run of the engine can be tested here
+FSDP_REFUSED = ("FSDP2 is not supported: accelerate runs FSDP only on GPU-class devices (on CPU it silently trains "
+                "DDP), so it is untested here; use deepspeed: configs/deepspeed/zero2.json (ZeRO-2) or DDP")
 
 
 # torch's fully_shard itself runs on CPU gloo, but accelerate (the engine's launcher) turns FSDP on only for processes
@@ -166,12 +175,25 @@ class CotrainSpec(Strict):
     budgets: list[int] = Field(min_length=2)  # per-frame token budgets, largest first, e.g. [64, 32, 16]
     distill_weight: float = Field(1.0, ge=0)  # weight of the KL terms (larger budget teaches the next)
     temperature: float = Field(1.0, gt=0)  # softmax temperature of the distillation
+    # how the smaller budgets' views are made: resize (the dataset resizes the video to each budget), flux (FluxViT's
+    # group-dynamic selector keeps b*T of the largest view's merged tokens, in the forward), mask (a UMT-style random
+    # student mask: b random tokens of every frame of the largest view); tempflex.train.select
+    select: str = "resize"
+    groups: int = Field(4, ge=1)  # select=flux: groups of consecutive frames (FluxViT's N)
+    p: float = Field(2.0, gt=0)  # select=flux: the norm of the dynamic value ||x_t - x_t-1||_p
 
     @field_validator("budgets")
     @classmethod
     def _decreasing(cls, value: list[int]) -> list[int]:
         if any(b < 1 for b in value) or any(a <= b for a, b in pairwise(value)):
             raise ValueError(f"must be positive and strictly decreasing, got {value}")
+        return value
+
+    @field_validator("select")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in SELECTIONS:
+            raise ValueError(f"unknown selection {value!r}; choose one of {', '.join(SELECTIONS)}")
         return value
 
 
@@ -210,12 +232,19 @@ class Recipe(Strict):
     checkpoint: CheckpointSpec = CheckpointSpec()  # periodic checkpoints
     deepspeed: FilePath | None = None  # DeepSpeed JSON config (configs/deepspeed/zero2.json); null: DDP
     fsdp: dict[str, Any] | None = None  # refused (FSDP_REFUSED): shard with deepspeed (ZeRO-2) instead
+    fsdp: dict[str, Any] | None = None  # refused (FSDP_REFUSED): shard with deepspeed (ZeRO-2) instead
     log: LogSpec = LogSpec()  # console, JSONL, tensorboard, wandb
     cotrain: CotrainSpec | None = None  # FluxViT co-training; null: one forward per batch
     # lm: next-token loss on the answers through the LLM; options: stage 0, the visual path alone against each
     # multiple-choice record's options (tempflex.train.objectives.options), the LLM's layers never run
     objective: Literal["lm", "options"] = "lm"
     warmup: WarmupSpec = WarmupSpec()  # the options objective's loss weights
+
+    @field_validator("fsdp")
+    @classmethod
+    def _no_fsdp(cls, value: dict[str, Any] | None) -> None:
+        if value is not None:
+            raise ValueError(FSDP_REFUSED)
 
     @field_validator("fsdp")
     @classmethod
@@ -290,7 +319,9 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     if not path.is_file():
         raise RecipeError(f"{path}: recipe file not found")
     try:
-        tree = yaml.safe_load(path.read_text()) or {}
+        tree = yaml.safe_load(read_text(path, "recipe")) or {}
+    except NotTextError as exc:
+        raise RecipeError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(tree, dict):
