@@ -196,17 +196,28 @@ class WordBridge(nn.Module):
         places). With every token of the video, equal to ``apply``."""
         if not len(tokens):
             return tokens
-        if bool((frames[1:] < frames[:-1]).any()):
-            raise ValueError("the bridge reads tokens in frame order")
-        _, rank, counts = torch.unique_consecutive(frames, return_inverse=True, return_counts=True)  # (V,), (F',)
-        if places is None:  # each frame's tokens in the first places
-            starts = (counts.cumsum(0) - counts).repeat_interleave(counts)  # (V,) each token's frame's first index
-            places = torch.arange(len(frames), device=frames.device) - starts
-        at = rank.to(tokens.device), places.long().to(tokens.device)
-        padded = tokens.new_zeros(len(counts), int(places.max()) + 1, tokens.shape[-1])  # (F', T, E)
-        padded[at] = tokens
-        mask = torch.zeros(padded.shape[:2], dtype=torch.bool, device=tokens.device)  # (F', T)
-        mask[at] = True
-        queries = None if query is None else query[None]  # (1, E)
-        (read,), _ = self([padded], embed, [mask], queries)  # (F', T, E), through forward so hooks see it
-        return read[at]  # (V, E): each kept token plus the word
+        return self.read_many([(tokens, frames, places)], embed, None if query is None else query[None])[0]
+
+    def read_many(self, parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]], embed: nn.Embedding,
+                  queries: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """``read`` for N token sets at once, each (tokens (V_i, E), frames (V_i,), places (V_i,) or None) with its
+        own query (N, E): one pass over the embedding table for all. In eval mode each result equals its own
+        ``read`` (the batch norms use running statistics); in training mode the batch's statistics mix them."""
+        padded, masks, places = [], [], []
+        for tokens, frames, where in parts:
+            if not len(tokens):
+                raise ValueError("read_many takes token sets of at least one token each")
+            if bool((frames[1:] < frames[:-1]).any()):
+                raise ValueError("the bridge reads tokens in frame order")
+            _, rank, counts = torch.unique_consecutive(frames, return_inverse=True, return_counts=True)  # (V,), (F',)
+            if where is None:  # each frame's tokens in the first places
+                starts = (counts.cumsum(0) - counts).repeat_interleave(counts)  # (V,) each token's frame's first index
+                where = torch.arange(len(frames), device=frames.device) - starts
+            at = rank.to(tokens.device), where.long().to(tokens.device)
+            item = tokens.new_zeros(len(counts), int(where.max()) + 1, tokens.shape[-1])  # (F', T, E)
+            item[at] = tokens
+            mask = torch.zeros(item.shape[:2], dtype=torch.bool, device=tokens.device)  # (F', T)
+            mask[at] = True
+            padded.append(item), masks.append(mask), places.append(at)
+        read, _ = self(padded, embed, masks, queries)  # each (F', T, E), through forward so hooks see it
+        return [r[at] for r, at in zip(read, places)]  # each (V_i, E): each kept token plus its set's word

@@ -88,6 +88,22 @@ def bridged(model: Any, tokens: VisualTokens, input_ids: torch.Tensor) -> Visual
     return tokens if out is tokens.tokens else replace(tokens, tokens=out)
 
 
+def bridged_many(model: Any, parts: Sequence[VisualTokens], prompts: Sequence[torch.Tensor]) -> list[VisualTokens]:
+    """``bridged`` for several token sets, each with its own prompt ids (L_i,), in one pass of the bridge (one read
+    of the LLM's embedding table instead of one per set); each result equals its own ``bridged`` (a test checks
+    it). A bridge in training mode, whose batch norms would mix the sets, reads them one by one."""
+    bridge = getattr(model, "bridge", None)
+    if bridge is None or not parts:
+        return list(parts)
+    if bridge.training:
+        return [bridged(model, part, ids) for part, ids in zip(parts, prompts)]
+    ids, mask = left_pad(prompts, 0)  # (B, L); the padding is masked out of the prompts' queries
+    queries = model.bridge_queries(ids.to(model.device), mask.to(model.device))  # (B, E) or None
+    sets = [(p.tokens, p.positions[:, 0], p.positions[:, 1] * p.grid[1] + p.positions[:, 2]) for p in parts]
+    read = bridge.read_many(sets, model.get_input_embeddings(), queries)
+    return [replace(part, tokens=out) for part, out in zip(parts, read)]
+
+
 def splice(model: Any, input_ids: torch.Tensor, visual: torch.Tensor, video_token_id: int) -> torch.Tensor:
     """(B, L) ids -> (B, L, E) embeddings with ``visual`` (V, E) written at the video placeholders, in order.
     The LLM's own embedding module embeds the text (Gemma3 scales inside it); visual tokens are not scaled."""

@@ -19,7 +19,7 @@ import torch
 
 from tempflex.answers import answer_tokens
 from tempflex.budget.base import BudgetError, TimestampEncoder, VisualTokens
-from tempflex.budget.prompt import bridged, build_prompt, frame_tags, left_pad, splice, split_template
+from tempflex.budget.prompt import bridged_many, build_prompt, frame_tags, left_pad, splice, split_template
 from tempflex.budget.timestamps import NoTags
 
 RELEVANCE_PROMPT = "Is this part of the video relevant to the question: {question}? Answer yes or no."
@@ -61,7 +61,7 @@ def segment_relevance(
         raise BudgetError(f"segments {empty} keep no visual tokens")
     prompts = [build_prompt(processor, prefix, suffix, p.tokens_per_frame().tolist(), frame_tags(encoder, p))
                for p in parts]
-    parts = [bridged(model, part, prompt.input_ids) for part, prompt in zip(parts, prompts)]  # each alone
+    parts = bridged_many(model, parts, [prompt.input_ids for prompt in prompts])  # each alone, in one pass
     pad_id = processor.tokenizer.pad_token_id
     pad_id = processor.tokenizer.eos_token_id if pad_id is None else pad_id
     scores = []
