@@ -160,11 +160,9 @@ def test_ask_budget_caps_the_visual_tokens(saved_tiny: Path, probes: Path, reduc
     assert sum(spent["tokens_per_frame"]) == spent["visual_tokens"]
 
 
-def test_ask_budget_bad_values_are_one_line_errors(saved_tiny: Path, probes: Path) -> None:
+def test_ask_budget_bad_values_are_one_line_errors(saved_tiny: Path, probes: Path, tmp_path: Path) -> None:
     video = str(probes / "videos/test/test-000002.mp4")
     photo = str(skimage_photo("astronaut.png"))
-    text_png = tmp_path / "notes.png"  # text under an image's name
-    text_png.write_text("not a picture\n")
     cases = {"positive": ["--video", video, "--budget", "0"], "unknown reducer": ["--video", video, "--budget", "8",
              "--reduce", "nope"], "applies to videos": ["--image", photo, "--budget", "8"],
              "give --budget N too": ["--video", video, "--reduce", "drop"]}
@@ -172,6 +170,10 @@ def test_ask_budget_bad_values_are_one_line_errors(saved_tiny: Path, probes: Pat
         result = runner.invoke(app, ["ask", "--model", str(saved_tiny), *args, "What?"])
         assert result.exit_code == 2 and expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
             expected, result.output)
+    # a reducer option is checked before the model loads: an empty folder as the model is never reached
+    result = runner.invoke(app, ["ask", "--model", str(tmp_path), "--video", video, "--budget", "8", "--reduce",
+                                 "flux,groups=0", "What?"])
+    assert result.exit_code == 2 and result.stderr.strip() == "error: reducer 'flux': groups must be >= 1, got 0"
 
 
 def test_ask_runs_on_a_real_video(saved_tiny: Path) -> None:
@@ -217,5 +219,9 @@ def test_ask_a_question_file_with_one_loaded_model(saved_tiny: Path, probes: Pat
         result = runner.invoke(app, ["ask", "--model", str(saved_tiny), "--questions", str(path)])
         assert result.exit_code == 2 and expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
             expected, result.output)
+    # a reducer option is checked before the model loads: an empty folder as the model is never reached
+    result = runner.invoke(app, ["ask", "--model", str(tmp_path), "--video", video, "--budget", "8", "--reduce",
+                                 "flux,groups=0", "What?"])
+    assert result.exit_code == 2 and result.stderr.strip() == "error: reducer 'flux': groups must be >= 1, got 0"
     result = runner.invoke(app, ["ask", "--questions", str(path), "Q?"])
     assert result.exit_code == 2 and "give no question" in result.stderr

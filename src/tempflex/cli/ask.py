@@ -42,15 +42,9 @@ def ask_cmd(
         if (video is None) == (image is None):
             raise ValueError("give exactly one of --video or --image")
         # bad media or options fail in a second, before the model loads
-        spec = None
-        if reduce is not None and budget is None:
-            raise ValueError("--reduce chooses how to spend a token budget: give --budget N too")
-        if budget is not None:
-            from tempflex.budget import BudgetSpec
-
-            if image is not None:
-                raise ValueError("--budget applies to videos; an image has no frames to spend it on")
-            spec = BudgetSpec.for_reducer(reduce or "flux", budget).model_dump()
+        if budget is not None and image is not None:
+            raise ValueError("--budget applies to videos; an image has no frames to spend it on")
+        spec = _budget_spec(budget, reduce)
         media = load_media(video=video, image=image, frames=model_frames(model) if frames is None else frames)
         transformers_logging.disable_progress_bar()  # the answer, not weight-loading bars
         asker = Asker(model)
@@ -70,6 +64,20 @@ def ask_cmd(
                f"({stages}; model load {asker.load_seconds:.1f} s)")
 
 
+def _budget_spec(budget: int | None, reduce: str | None) -> dict | None:
+    """The budget spec of ``--budget``/``--reduce``, its plug-ins built once here so that a bad reducer option fails
+    before the model loads."""
+    if reduce is not None and budget is None:
+        raise ValueError("--reduce chooses how to spend a token budget: give --budget N too")
+    if budget is None:
+        return None
+    from tempflex.budget import BudgetSpec
+
+    spec = BudgetSpec.for_reducer(reduce or "flux", budget)
+    spec.components()  # raises on an option the reducer, allocator or selector does not take
+    return spec.model_dump()
+
+
 def _ask_file(path: Path, model: Path | None, frames: int | None, max_new_tokens: int, budget: int | None,
               reduce: str | None, as_json: bool, given: tuple) -> None:
     """``--questions``: every line answered by one loaded model, with a progress bar; one JSON line each."""
@@ -82,13 +90,7 @@ def _ask_file(path: Path, model: Path | None, frames: int | None, max_new_tokens
         if any(x is not None for x in given):
             raise ValueError("--questions takes the questions and media from the file: give no question, --video or "
                              "--image")
-        if reduce is not None and budget is None:
-            raise ValueError("--reduce chooses how to spend a token budget: give --budget N too")
-        spec = None
-        if budget is not None:
-            from tempflex.budget import BudgetSpec
-
-            spec = BudgetSpec.for_reducer(reduce or "flux", budget).model_dump()
+        spec = _budget_spec(budget, reduce)
         records = read_questions(path)
         transformers_logging.disable_progress_bar()
         asker = Asker(model)
