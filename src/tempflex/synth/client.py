@@ -159,6 +159,27 @@ def _short(message: str, limit: int = 200) -> str:
     return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
+@dataclass(frozen=True)
+class ClientSpec:
+    """What builds a ``ChatClient``, picklable, so that worker processes (the Ray engine) build their own."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    model: str
+    timeout: float  # seconds per request
+    policy: RetryPolicy
+
+    @classmethod
+    def of(cls, client: ChatClient) -> ClientSpec:
+        """The spec of an existing client (its server, key, timeout, model and retry policy)."""
+        inner = client.client
+        timeout = inner.timeout if isinstance(inner.timeout, (int, float)) else inner.timeout.read
+        return cls(str(inner.base_url), inner.api_key, client.model, float(timeout or 600.0), client.policy)
+
+    def build(self) -> ChatClient:
+        return make_client(self.base_url, self.api_key, self.model, timeout=self.timeout, policy=self.policy)
+
+
 def make_client(
     base_url: str, api_key: str, model: str, *, timeout: float, policy: RetryPolicy
 ) -> ChatClient:

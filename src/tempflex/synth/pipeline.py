@@ -70,6 +70,15 @@ class _Usage:
 
 def synthesize(item: VideoItem, client: ChatClient, options: SynthOptions) -> Outcome:
     """Frames -> grids -> request -> answer, with one repair request; an ``Outcome`` either way."""
+    prepared = prepare(item, options)
+    return prepared if isinstance(prepared, Outcome) else respond(item, prepared, client)
+
+
+def prepare(item: VideoItem, options: SynthOptions) -> list[dict[str, Any]] | Outcome:
+    """The chat request of one video (frames -> 3x3 grids -> messages), or its rejection if it cannot be decoded.
+
+    CPU work only, no request: the Ray engine runs it as a map over CPUs, apart from ``respond``.
+    """
     from tempflex.video import VideoDecodeError
     from tempflex.synth.grids import video_frame_grids
 
@@ -79,7 +88,12 @@ def synthesize(item: VideoItem, client: ChatClient, options: SynthOptions) -> Ou
         )
     except (VideoDecodeError, OSError, ValueError) as exc:
         return _rejection(item, f"video: {' '.join(str(exc).split())}", None, _Usage())
-    messages, usage, text = build_messages(item, grids), _Usage(), None
+    return build_messages(item, grids)
+
+
+def respond(item: VideoItem, messages: list[dict[str, Any]], client: ChatClient) -> Outcome:
+    """Request -> validated answer, with one repair request; a fatal ``ApiError`` propagates."""
+    usage, text = _Usage(), None
     try:
         text = _ask(client, messages, usage)
         try:
@@ -177,9 +191,18 @@ class Runner:
         except ApiError:
             self.stop.set()  # fatal: let the others end, then re-raise
             raise
-        (self.store.append_accepted if outcome.accepted else self.store.append_rejected)(outcome.record)
-        summary.accepted += outcome.accepted
-        summary.rejected += not outcome.accepted
-        summary.prompt_tokens += outcome.usage[0]
-        summary.completion_tokens += outcome.usage[1]
-        self.on_done(outcome)
+        if write_outcome(self.store, outcome, summary):
+            self.on_done(outcome)
+
+
+def write_outcome(store: Store, outcome: Outcome, summary: Summary) -> bool:
+    """Append one finished video to the store and count it; False, writing nothing, if its id is already done
+    (an engine that retries lost work, like Ray after a dead worker, may deliver a video twice)."""
+    if outcome.item.id in store.done:
+        return False
+    (store.append_accepted if outcome.accepted else store.append_rejected)(outcome.record)
+    summary.accepted += outcome.accepted
+    summary.rejected += not outcome.accepted
+    summary.prompt_tokens += outcome.usage[0]
+    summary.completion_tokens += outcome.usage[1]
+    return True

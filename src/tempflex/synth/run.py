@@ -1,8 +1,8 @@
 """A whole synthesis run and the report refresh, as functions a Python user calls the way ``tempflex synth`` does.
 
-``run_synthesis(items, out, client)`` plans the videos not yet done, runs them through a ``Runner`` with a progress
-callback, and always (even on Ctrl-C or a fatal API error) leaves ``OUT/train/`` and the report in step with the
-shards. ``refresh_report(out)`` redoes the export and report of an output folder, optionally de-duplicating first.
+``run_synthesis(items, out, client)`` plans the videos not yet done (of one shard, ``sharding``), runs them through
+an engine (the local thread pool or Ray, ``engines``) with a progress callback, and always (even on Ctrl-C or a
+fatal API error) leaves ``OUT/train/`` and the report in step with the shards. ``refresh_report(out)`` redoes the export and report of an output folder, optionally de-duplicating first.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from pathlib import Path
 
 from tempflex.atomic import exclusive_output
 from tempflex.synth.client import ChatClient
+from tempflex.synth.engines import Engine, LocalEngine
 from tempflex.synth.export import export_training
 from tempflex.synth.manifest import VideoItem
-from tempflex.synth.pipeline import Runner, Summary, SynthOptions, plan
+from tempflex.synth.pipeline import Summary, SynthOptions, plan
 from tempflex.synth.report import build_report, write_report
+from tempflex.synth.sharding import OutputInfo, ShardSpec, answer_settings, claim_output
 from tempflex.synth.store import Store
 
 # progress(done, total, summary): once before the first video (done 0) and after every written video
@@ -32,17 +34,27 @@ def run_synthesis(
     *,
     shard_size: int = 1000,
     progress: Progress | None = None,
+    shard: ShardSpec | None = None,
+    engine: Engine | None = None,
 ) -> Summary:
     """Synthesize the videos of ``items`` not yet in ``out``; a ``Summary`` with ``interrupted`` set on Ctrl-C.
 
-    A fatal ``ApiError`` (bad key or model) propagates after the export and report are written.
+    ``shard``: only the videos of that shard (``sharding.shard_of``); the folder records it, and a rerun into it
+    with another shard or other answer settings is refused. ``engine``: ``engines.make_engine(...)``, the local
+    thread pool by default. A fatal ``ApiError`` (bad key or model) propagates after the export and report are
+    written.
     """
+    options = options or SynthOptions()
+    shard = shard or ShardSpec()
+    info = OutputInfo(shard, answer_settings(client.model, options.tile_width, options.max_frames))
     with exclusive_output(Path(out), "tempflex synth run"):  # two runs on one folder would do every video twice
-        return _run_locked(items, Path(out), client, options or SynthOptions(), shard_size, progress)
+        claim_output(Path(out), info)
+        return _run_locked(shard.select(items), Path(out), client, options, shard_size, progress,
+                           engine or LocalEngine())
 
 
 def _run_locked(items: Sequence[VideoItem], out: Path, client: ChatClient, options: SynthOptions, shard_size: int,
-                progress: Progress | None) -> Summary:
+                progress: Progress | None, engine: Engine) -> Summary:
     store = Store(out, shard_size=shard_size)
     summary = Summary()
     todo = plan(items, store, options, summary)
@@ -57,7 +69,7 @@ def _run_locked(items: Sequence[VideoItem], out: Path, client: ChatClient, optio
     if progress is not None:
         progress(0, len(todo), summary)
     try:
-        Runner(client, store, options, on_done=advance).run(todo, summary)
+        engine.run(todo, client, store, options, summary, advance)
     finally:
         export_training(out)
         write_report(build_report(out), out)
