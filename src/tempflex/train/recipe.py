@@ -30,12 +30,6 @@ FSDP_REFUSED = ("FSDP2 is not supported: accelerate runs FSDP only on GPU-class 
                 "DDP), so it is untested here; use deepspeed: configs/deepspeed/zero2.json (ZeRO-2) or DDP")
 
 
-# torch's fully_shard itself runs on CPU gloo, but accelerate (the engine's launcher) turns FSDP on only for processes
-# on GPU-class devices: on CPU it wraps the model in DDP instead, so no FSDP run of the engine can be tested here
-FSDP_REFUSED = ("FSDP2 is not supported: accelerate runs FSDP only on GPU-class devices (on CPU it silently trains "
-                "DDP), so it is untested here; use deepspeed: configs/deepspeed/zero2.json (ZeRO-2) or DDP")
-
-
 class RecipeError(ValueError):
     """A recipe that cannot run; the message is one line that starts with the offending key."""
 
@@ -232,19 +226,12 @@ class Recipe(Strict):
     checkpoint: CheckpointSpec = CheckpointSpec()  # periodic checkpoints
     deepspeed: FilePath | None = None  # DeepSpeed JSON config (configs/deepspeed/zero2.json); null: DDP
     fsdp: dict[str, Any] | None = None  # refused (FSDP_REFUSED): shard with deepspeed (ZeRO-2) instead
-    fsdp: dict[str, Any] | None = None  # refused (FSDP_REFUSED): shard with deepspeed (ZeRO-2) instead
     log: LogSpec = LogSpec()  # console, JSONL, tensorboard, wandb
     cotrain: CotrainSpec | None = None  # FluxViT co-training; null: one forward per batch
     # lm: next-token loss on the answers through the LLM; options: stage 0, the visual path alone against each
     # multiple-choice record's options (tempflex.train.objectives.options), the LLM's layers never run
     objective: Literal["lm", "options"] = "lm"
     warmup: WarmupSpec = WarmupSpec()  # the options objective's loss weights
-
-    @field_validator("fsdp")
-    @classmethod
-    def _no_fsdp(cls, value: dict[str, Any] | None) -> None:
-        if value is not None:
-            raise ValueError(FSDP_REFUSED)
 
     @field_validator("fsdp")
     @classmethod
