@@ -1,7 +1,8 @@
 """Accuracy against visual tokens per frame on the probes' test split, for the ways of spending a token budget.
 
-Budgets are b = 1, 2, 3 tokens a frame over the model's 16 frames (B = 16 b: 16, 32, 48 visual tokens) and the
-full 4 (B = 64, every token of every frame: there all methods but ``drop`` see the same tokens, a parity check).
+Budgets are b = 1, 2, 4 tokens a frame over the model's 16 frames (B = 16 b: 16, 32, 64 visual tokens; 3 may be
+asked for too); at the full 4 (B = 64, every token of every frame) all methods but ``drop`` and ``uniform-frames``
+see the same tokens, a parity check.
 Methods, all at the same B:
 
 - ``uniform-frames``: fewer frames at full resolution, B/4 frames of 4 tokens through the processor's normal
@@ -27,11 +28,15 @@ paper's counts.
 The model's word bridge (tempflex-tiny has one) reads only the tokens each method keeps (docs/budget.md, the
 pipeline's step 5): nothing of a dropped token reaches the LLM.
 
-    .venv/bin/python benchmarks/budget_probes.py --data runs/probes-seed1          # 300 questions, 30 a skill
+    nice -n 10 .venv/bin/python benchmarks/budget_probes.py                   # the whole test split, b = 1, 2, 4
+    nice -n 10 .venv/bin/python benchmarks/budget_probes.py --limit 100       # the first 100: 10 of each skill
 
+The test split lists the 10 skills in turn, so the first N questions (``--limit``) hold N / 10 of each.
 Writes benchmarks/results/budget_probes.json and .md (``--out``) and docs/img/budget_probes.png (``--plot``).
-Each (method, budget) is cached per question in runs/budget/<model>-<hash>/<method>-<b>.json, saved every
-``SAVE_EVERY`` questions: a rerun (or a larger ``--limit``) computes only what is missing.
+Each (method, budget) appends its rows to runs/budget/<model>-<hash>/<method>-<b>/rows.jsonl as they are scored
+(``CellLog``): the same command rerun, or with a larger ``--limit``, computes only what is missing, and a second
+run on the same cell while one runs stops with one line. Runs on disjoint ``--methods`` may go side by side (give
+each its own ``--out``); a last run over all of them, with nothing left to compute, writes the full table.
 """
 
 from __future__ import annotations
@@ -40,17 +45,19 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from contextlib import ExitStack
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tempflex.answers import AnswerTokens, answer_tokens, with_lead
-from tempflex.atomic import write_text_atomic
+from tempflex.atomic import OutputLocked, exclusive_output, write_text_atomic
 from tempflex.probes.evaluate import (
     EvalReport,
     Prediction,
@@ -79,7 +86,6 @@ METHODS: dict[str, str | None] = {  # name -> budget spec ({budget} filled in); 
     "f2c": "f2c:{budget},min_frame_tokens=1",
     "bvllm": "bvllm:{budget},frame_tokens=4",
 }
-SAVE_EVERY = 25  # questions between cache writes
 CACHE_VERSION = 3  # part of the cache key: bump when scoring changes (2: answers are the options' text; 3: a word
 # bridge reads only the kept tokens)
 
@@ -114,24 +120,36 @@ def option_scores(model, inputs: dict, answer: AnswerTokens) -> list[float]:
 
 
 @torch.inference_mode()
-def score_one(model, processor, cell: Cell, pipeline, video: Path, record: dict, answer: AnswerTokens) -> dict:
-    """The per-question row of the cache: prediction (an option's text), visual tokens, seconds."""
+def score_one(model, processor, cell: Cell, pipeline, clips: dict, record: dict, answer: AnswerTokens) -> dict:
+    """The per-question row of the cache: prediction (an option's text), visual tokens, seconds. ``clips`` holds
+    this question's decoded clips by frame count (and its pipelines' memo); ``seconds`` is what the method costs
+    alone: its own decode, encoding and relevance even when another method of the question computed them first."""
     start = time.perf_counter()
     prompt, options = record["conversations"][0]["value"], record["options"]
-    clip = load_video(video, num_frames=cell.decoded_frames)
+    clip, reused = clips[cell.decoded_frames]
     if pipeline is None:
         (scores,), (visual,) = score_questions(model, processor, [prompt], [clip], [answer])
     else:
-        inputs, info = pipeline.prepare(model, processor, clip, prompt, query=record["question"])
-        visual = int(info["visual_tokens"])
+        inputs, info = pipeline.prepare(model, processor, clip, prompt, query=record["question"], memo=clips["memo"])
+        visual, reused = int(info["visual_tokens"]), reused + info["reused_seconds"]
         scores = option_scores(model, inputs, answer)
     if visual > cell.budget:
         raise AssertionError(f"{cell.method} spent {visual} visual tokens on {record['id']}, budget {cell.budget}")
     best = max(range(len(options)), key=scores.__getitem__)
     return {"id": record["id"], "skill": record["skill"], "temporal": bool(record["temporal"]),
             "answer": options[record["answer_index"]], "predicted": options[best], "n_options": len(options),
-            "visual_tokens": visual,
-            "scores": [round(s, 4) for s in scores], "seconds": round(time.perf_counter() - start, 4)}
+            "visual_tokens": visual, "scores": [round(s, 4) for s in scores],
+            "seconds": round(time.perf_counter() - start + reused, 4)}
+
+
+def decoded(video: Path, cells: list[Cell]) -> dict:
+    """One question's clips, decoded once per frame count: {frames: (clip, decode seconds)}, and an empty memo."""
+    clips: dict = {"memo": {}}
+    for frames in sorted({c.decoded_frames for c in cells}):
+        start = time.perf_counter()
+        clip = load_video(video, num_frames=frames)
+        clips[frames] = clip, time.perf_counter() - start
+    return clips
 
 
 def cache_dir(model_dir: Path, data: Path, root: Path) -> Path:
@@ -146,26 +164,67 @@ def cache_dir(model_dir: Path, data: Path, root: Path) -> Path:
     return root / f"{model_dir.resolve().name}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
 
 
-def load_cell(path: Path, cell: Cell) -> dict[str, dict]:
-    """Cached rows by question id; none when the file is missing or was made with another spec."""
-    if not path.is_file():
-        return {}
-    saved = json.loads(path.read_text())
-    if saved.get("spec") != cell.spec or saved.get("decoded_frames") != cell.decoded_frames:
-        print(f"{path}: made with {saved.get('spec')!r}, now {cell.spec!r}: recomputing", file=sys.stderr)
-        return {}
-    return saved["rows"]
+class CellLog:
+    """One (method, budget)'s rows, append-only: CACHE/<method>-<b>/rows.jsonl, a header line (the spec) then one
+    row a question, each flushed and fsynced as it is scored; the run holds CACHE/<method>-<b>/.lock, so a second
+    run on the same cell stops with one line. A torn last line (a killed run) is cut off on open; the rows of an
+    older one-file cache (<method>-<b>.json) are carried over once."""
+
+    def __init__(self, cache: Path, cell: Cell) -> None:
+        self.cell, self.folder = cell, cache / f"{cell.method}-{cell.per_frame}"
+        self.path = self.folder / "rows.jsonl"
+        self.header = {"spec": cell.spec, "decoded_frames": cell.decoded_frames, "version": CACHE_VERSION}
+        self.rows: dict[str, dict] = {}
+
+    def open(self) -> CellLog:
+        """Read what is done (call while holding the lock)."""
+        if not self.path.is_file():
+            self._start(self._legacy())
+        with self.path.open("rb") as f:
+            lines = f.read().split(b"\n")
+        good = 0  # bytes of whole, parseable lines
+        for i, line in enumerate(lines[:-1]):  # the part after the last newline is torn (or empty)
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                break
+            if i == 0 and record != self.header:
+                raise CellMismatch(f"{self.path} was made with {record}, now {self.header}: move it away to redo "
+                                   "this cell")
+            if i:
+                self.rows[record["id"]] = record
+            good += len(line) + 1
+        if good < self.path.stat().st_size:
+            os.truncate(self.path, good)
+        return self
+
+    def append(self, row: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.rows[row["id"]] = row
+
+    def _legacy(self) -> list[dict]:
+        old = self.folder.parent / f"{self.cell.method}-{self.cell.per_frame}.json"
+        if not old.is_file():
+            return []
+        saved = json.loads(old.read_text())
+        same = saved.get("spec") == self.cell.spec and saved.get("decoded_frames") == self.cell.decoded_frames
+        return list(saved["rows"].values()) if same else []
+
+    def _start(self, rows: list[dict]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        text = "".join(json.dumps(r) + "\n" for r in [self.header, *rows])
+        write_text_atomic(self.path, text)
 
 
-def save_cell(path: Path, cell: Cell, rows: dict[str, dict]) -> None:
-    payload = {**asdict(cell), "budget": cell.budget, "spec": cell.spec, "decoded_frames": cell.decoded_frames,
-               "rows": rows}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(payload) + "\n")
+class CellMismatch(ValueError):
+    """A cell's rows were made with another spec."""
 
 
 def run_cells(asker, data: Path, records: list[dict], cells: list[Cell], cache: Path) -> dict[Cell, list[dict]]:
-    """Every cell's rows for ``records``, computing only those missing from the cache."""
+    """Every cell's rows for ``records``, computing only those missing from the cache (holding every cell's lock)."""
     from tempflex.budget import BudgetPipeline
 
     answers: dict[tuple[str, ...], AnswerTokens] = {}  # one tokenisation per distinct option list
@@ -173,26 +232,24 @@ def run_cells(asker, data: Path, records: list[dict], cells: list[Cell], cache: 
         if tuple(r["options"]) not in answers:
             answers[tuple(r["options"])] = answer_tokens(asker.processor, r["options"])
     asker.model.eval()
-    done = {cell: load_cell(cache / f"{cell.method}-{cell.per_frame}.json", cell) for cell in cells}
-    todo = {cell: [r for r in records if r["id"] not in done[cell]] for cell in cells}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns) as progress:
-        overall = progress.add_task("all cells", total=sum(map(len, todo.values())))
-        for cell, missing in todo.items():
-            if not missing:
-                continue
-            path = cache / f"{cell.method}-{cell.per_frame}.json"
-            pipeline = None if cell.spec is None else BudgetPipeline.from_spec(cell.spec)
-            task = progress.add_task(f"{cell.method} b={cell.per_frame}", total=len(missing))
-            for i, record in enumerate(missing, 1):
-                row = score_one(asker.model, asker.processor, cell, pipeline, data / record["video"], record,
-                                answers[tuple(record["options"])])
-                done[cell][record["id"]] = row
-                if i % SAVE_EVERY == 0:
-                    save_cell(path, cell, done[cell])
-                progress.advance(task), progress.advance(overall)
-            save_cell(path, cell, done[cell])
-    return {cell: [done[cell][r["id"]] for r in records] for cell in cells}
+    logs = {cell: CellLog(cache, cell) for cell in cells}
+    with ExitStack() as held:
+        for log in logs.values():
+            held.enter_context(exclusive_output(log.folder, "budget_probes run on this cell"))
+            log.open()
+        todo = [(r, [c for c in cells if r["id"] not in logs[c].rows]) for r in records]
+        todo = [(r, missing) for r, missing in todo if missing]
+        pipelines = {c: None if c.spec is None else BudgetPipeline.from_spec(c.spec) for c in cells}
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns) as progress:  # question by question, so that every cell has the same ones done
+            task = progress.add_task(f"questions ({len(cells)} cells)", total=len(todo))
+            for record, missing in todo:
+                clips = decoded(data / record["video"], missing)
+                for cell in missing:
+                    logs[cell].append(score_one(asker.model, asker.processor, cell, pipelines[cell], clips, record,
+                                                answers[tuple(record["options"])]))
+                progress.advance(task)
+    return {cell: [logs[cell].rows[r["id"]] for r in records] for cell in cells}
 
 
 def summary(cell: Cell, rows: list[dict]) -> dict:
@@ -290,8 +347,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a saved TempFlex model dir")
     parser.add_argument("--data", type=Path, default=ROOT / "runs/probes-seed1", help="a probe set with test.jsonl")
-    parser.add_argument("--limit", type=int, default=300, help="first N test questions (10 skills in turn)")
-    parser.add_argument("--budgets", default="1,2,3,4", help="visual tokens per frame, 1..4 (4: every token)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="first N test questions (10 skills in turn); default: all")
+    parser.add_argument("--budgets", default="1,2,4", help="visual tokens per frame, 1..4 (4: every token)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"of {', '.join(METHODS)}")
     parser.add_argument("--frames", type=int, default=16, help="frames of the full clip")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/budget_probes",
@@ -313,14 +371,18 @@ def main() -> None:
     asker = Asker(args.model, threads=args.threads)
     cells = [Cell(m, b, args.frames) for m in methods for b in per_frame]
     cache = cache_dir(asker.model_dir, args.data, args.cache)
-    rows = run_cells(asker, args.data, records, cells, cache)
+    try:
+        rows = run_cells(asker, args.data, records, cells, cache)
+    except (OutputLocked, CellMismatch) as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     results = [summary(cell, rows[cell]) for cell in cells]
     meta = {"model": str(args.model), "data": str(args.data), "questions": len(records), "frames": args.frames,
             "threads": torch.get_num_threads(), "cache": str(cache), "command": command}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    write_text_atomic(args.out.with_suffix(".json"), json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     text = markdown(results, command, meta)
-    args.out.with_suffix(".md").write_text(text)
+    write_text_atomic(args.out.with_suffix(".md"), text)
     plot(results, args.plot)
     print(text)
 

@@ -61,7 +61,7 @@ def test_batched_relevance_equals_one_pass_per_segment(bridged_model, clip, size
 def test_bridged_many_equals_each_bridged(bridged_model, clip):
     model, processor = bridged_model
     tokens = encode_clip(model, processor, clip)
-    parts = [segment_tokens(tokens, range(0, 2)), segment_tokens(tokens, range(2, 5)).select(torch.arange(0, 36, 5))]
+    parts = [segment_tokens(tokens, range(2)), segment_tokens(tokens, range(2, 5)).select(torch.arange(0, 36, 5))]
     prompts = [torch.tensor([5, 6, processor.video_token_id] + [7] * n) for n in (3, 9)]
     many = bridged_many(model, parts, prompts)
     for part, ids, out in zip(parts, prompts, many):
@@ -92,3 +92,51 @@ def test_read_many_refuses_an_empty_set(bridged_model, clip):
     tokens = encode_clip(model, processor, clip)
     with pytest.raises(ValueError, match="at least one token"):
         model.bridge.read_many([(tokens.tokens[:0], tokens.positions[:0, 0], None)], model.get_input_embeddings())
+
+
+def test_a_memo_reuses_encoding_and_relevance_across_pipelines(bridged_model, clip):
+    model, processor = bridged_model
+    memo: dict = {}
+    _, first = BudgetPipeline.from_spec("date:20").prepare(model, processor, clip, "What moves?", memo=memo)
+    _, again = BudgetPipeline.from_spec("f2c:24").prepare(model, processor, clip, "What moves?", memo=memo)
+    _, alone = BudgetPipeline.from_spec("f2c:24").prepare(model, processor, clip, "What moves?")
+    assert first["reused_seconds"] == 0.0 and again["reused_seconds"] > 0.0 and alone["reused_seconds"] == 0.0
+    assert again["relevance"] == first["relevance"] and again["positions"] == alone["positions"]
+    _, other = BudgetPipeline.from_spec("date:20").prepare(model, processor, clip, "What is red?", memo=memo)
+    assert other["relevance"] != first["relevance"]  # another question is scored anew
+
+
+def load_budget_probes():
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location("budget_probes", folder / "budget_probes.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("budget_probes", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_probe_benchmark_log_resumes_and_refuses_a_second_run(tmp_path):
+    from tempflex.atomic import OutputLocked, exclusive_output
+
+    bench = load_budget_probes()
+    cell = bench.Cell("flux", 2, 16)
+    log = bench.CellLog(tmp_path, cell).open()
+    log.append({"id": "q1", "x": 1})
+    log.append({"id": "q2", "x": 2})
+    with log.path.open("a") as f:
+        f.write('{"id": "q3", "x"')  # a run killed mid-write
+    again = bench.CellLog(tmp_path, cell).open()
+    assert list(again.rows) == ["q1", "q2"] and log.path.read_text().endswith('"x": 2}\n')
+    again.append({"id": "q3", "x": 3})
+    assert list(bench.CellLog(tmp_path, cell).open().rows) == ["q1", "q2", "q3"]
+    with pytest.raises(bench.CellMismatch, match="move it away"):
+        other = bench.CellLog(tmp_path, cell)
+        other.header = {**other.header, "spec": "flux:32,groups=8"}
+        other.open()
+    held = pytest.raises(OutputLocked, match="in use by another")
+    with exclusive_output(log.folder, "run"), held, exclusive_output(log.folder, "run"):  # the lock run_cells takes
+        pass

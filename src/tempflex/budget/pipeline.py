@@ -15,6 +15,7 @@ offered to the reducer again, a few times, keeping only results that fit.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,17 @@ def encode_clip(model: Any, processor: Any, clip: VideoClip) -> VisualTokens:
     pixels = data["pixel_values_videos"].to(model.device, model.dtype)  # (T*H*W patches, K)
     features = model.get_video_features(pixels, data["video_grid_thw"])  # (T*h*w, E)
     return VisualTokens.from_features(features, media.video_grids[0], processor.settings.merge_size, clip.timestamps)
+
+
+def remembered(memo: dict, key: tuple, compute: Callable[[], Any]) -> tuple[Any, float]:
+    """(value, 0.0) computed now and kept in ``memo`` under ``key``, or (value, the seconds it took) from ``memo``."""
+    if key in memo:
+        value, seconds = memo[key]
+        return value, seconds
+    start = time.perf_counter()
+    value = compute()
+    memo[key] = value, time.perf_counter() - start
+    return value, 0.0
 
 
 def fit(tokens: VisualTokens, reduce: Callable[[int], VisualTokens], budget: int,
@@ -132,22 +144,28 @@ class BudgetPipeline:
 
     @torch.no_grad()
     def prepare(self, model: Any, processor: Any, clip: Any, prompt: str,
-                query: str | None = None) -> tuple[dict, dict]:
+                query: str | None = None, memo: dict | None = None) -> tuple[dict, dict]:
         """(inputs, info): inputs ``input_ids``, ``attention_mask`` (1, L) and ``inputs_embeds`` (1, L, E) for
         ``model(**inputs)`` or ``generate``; info says what was spent (see docs/budget.md). ``clip`` is a
         ``VideoClip``, a ``load_video`` result or (T, H, W, 3) uint8 frames; ``prompt`` the user's text, with or
         without a ``<video>`` placeholder (put in front if missing); ``query`` the bare question that relevance
         scoring asks about (default: the prompt without its placeholder; pass it when the prompt also carries
-        options or instructions)."""
+        options or instructions). ``memo``: a dict the caller keeps for one clip (and model) across pipelines,
+        which reuse its encoded frames and relevance scores (keyed by the frames, segments, question and time
+        tags); ``info["reused_seconds"]`` is what those reused stages took when first computed."""
         prefix, suffix = split_template(processor, prompt)  # a bad prompt fails before any encoding
         clip, index = self.select_frames(as_clip(clip), prompt)
-        tokens = encode_clip(model, processor, clip)
+        memo = {} if memo is None else memo
+        tokens, reused = remembered(memo, ("tokens", tuple(index)), lambda: encode_clip(model, processor, clip))
         encoder, tok = self.encoder(processor), processor.tokenizer
         relevance = None
         if isinstance(self.reducer, QueryAwareReducer):
             question = (query or prompt.replace(VIDEO_PLACEHOLDER, "")).strip()
-            relevance = segment_relevance(model, processor, tokens, self.reducer.segments(tokens.frames), question,
-                                          timestamps=encoder, batch_size=self.relevance_batch)
+            segments = self.reducer.segments(tokens.frames)
+            key = ("relevance", tuple(index), tuple((s.start, s.stop) for s in segments), question, repr(encoder))
+            relevance, seconds = remembered(memo, key, lambda: segment_relevance(
+                model, processor, tokens, segments, question, timestamps=encoder, batch_size=self.relevance_batch))
+            reused += seconds
 
         def overhead(kept: VisualTokens) -> int:
             separators = int((kept.tokens_per_frame() > 0).sum()) if self.count_separators else 0
@@ -160,7 +178,8 @@ class BudgetPipeline:
                 raise BudgetError(f"budget {self.budget} leaves {visual} visual tokens: {err}") from err
 
         kept = fit(tokens, reduce, self.budget, overhead)
-        return self._inputs(model, processor, (prefix, suffix), kept, encoder, index, relevance, len(tokens))
+        inputs, info = self._inputs(model, processor, (prefix, suffix), kept, encoder, index, relevance, len(tokens))
+        return inputs, {**info, "reused_seconds": reused}
 
     def _inputs(self, model: Any, processor: Any, around: tuple[str, str], kept: VisualTokens,
                 encoder: TimestampEncoder, index: list[int], relevance: torch.Tensor | None,
