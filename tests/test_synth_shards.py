@@ -151,5 +151,9 @@ def test_cli_bad_inputs_are_one_line(runs: dict[str, Path], tmp_path: Path, monk
         assert (result.exit_code, result.stderr.strip()) == (2, message), result.output
     result = runner.invoke(app, ["synth-merge", str(runs["s0"]), str(runs["s1"]), "--out", str(tmp_path / "m")])
     assert result.exit_code == 0, result.output
-    assert result.stderr.strip() == "warning: shards 2 of 3 were not given; merge again with them when they are done"
-    assert result.stdout.strip().splitlines()[-1].startswith("accepted ")
+    warning = "warning: shards 2 of 3 were not given; merge again with them into the same --out when they are done"
+    assert result.stderr.strip() == warning and result.stdout.strip().splitlines()[-1].startswith("accepted ")
+    result = runner.invoke(app, ["synth-merge", *(str(runs[f"s{i}"]) for i in range(3)), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0 and not result.stderr and len(records(tmp_path / "m")) == 9, result.output
+    result = runner.invoke(app, ["synth-merge", str(runs["s0"]), "--out", str(tmp_path / "m")])  # fewer: refused
+    assert result.exit_code == 2 and "exists and is not empty" in result.stderr

@@ -97,7 +97,7 @@ def synth_merge_cmd(
         result = merge_outputs(folders, out, shard_size=shard_size, dedup=dedup)
     if result.missing_shards:
         typer.echo(f"warning: shards {', '.join(map(str, result.missing_shards))} of {result.num_shards} were not "
-                   "given; merge again with them when they are done", err=True)
+                   "given; merge again with them into the same --out when they are done", err=True)
     if result.dedup is not None:
         typer.echo(f"dedup: {result.dedup}")
     typer.echo(result.line())

@@ -9,7 +9,8 @@ splits are not mixed); unsharded folders (K = 1) may be merged as independent ru
 The merged folder has the usual layout (``shards/``, ``rejected.jsonl``, ``train/``, the report, ``synth.json``
 listing the inputs): the accepted records in input order, one per video id (the first kept), the rejections of
 videos accepted nowhere. Every file is written whole (temp file + rename); a merge that stops half-way is
-finished by running it again, since ``--out`` may be non-empty only when it is a merge of the same inputs.
+finished by running it again, since ``--out`` may be non-empty only when it is a merge of the same inputs (or of
+fewer: shards that finished later are added by merging again with them).
 ``dedup=True`` applies the project's de-duplication (near-duplicate videos, repeated questions) to the union,
 which finds the duplicates that per-shard de-duplication cannot see.
 """
@@ -96,9 +97,9 @@ def _check_out(out: Path, inputs: tuple[str, ...]) -> None:
         raise ValueError(f"--out {out} is a file")
     if out.is_dir() and any(p.name != ".lock" for p in out.iterdir()):
         info = read_info(out) if (out / INFO_FILE).exists() else None
-        if info is None or info.merged_from != inputs:
+        if info is None or not info.merged_from or not set(info.merged_from) <= set(inputs):
             raise ValueError(f"--out {out} exists and is not empty: merge into a new folder (only a merge of the "
-                             "same folders may be rerun into it)")
+                             "same folders, or of more, may be rerun into it)")
 
 
 def merge_outputs(folders: Sequence[str | os.PathLike], out: str | os.PathLike, *, shard_size: int = 1000,

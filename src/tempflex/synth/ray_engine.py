@@ -117,7 +117,7 @@ class RayEngine:
 
     def _connect(self) -> bool:
         """Initialise Ray unless it already is; True if this call did (and so must shut it down)."""
-        logging.getLogger("ray.data").setLevel(logging.WARNING)  # our progress bar replaces Ray Data's log lines
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # our progress bar replaces its log lines and bars
         if self.ray.is_initialized():
             return False
         self.ray.init(address=self.address, logging_level=logging.WARNING, include_dashboard=False)
