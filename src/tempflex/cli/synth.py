@@ -1,7 +1,8 @@
 """``tempflex synth``: TempFlex-2M style captions and QA pairs from videos through an OpenAI-compatible server.
 
-Thin over ``tempflex.synth.run`` and ``tempflex.synth.merge`` (``tempflex synth-merge``); errors a user can fix (bad manifest, missing key, unreachable server, bad key or
-model) are one line on stderr with exit code 2; Ctrl-C exits 130 after writing what had finished.
+Thin over ``tempflex.synth.run`` and ``tempflex.synth.merge`` (``tempflex synth-merge``); errors a user can fix
+(bad manifest, missing key, unreachable server, bad key or model, a bad shard or a missing Ray) are one line on
+stderr with exit code 2; Ctrl-C exits 130 after writing what had finished.
 """
 
 from __future__ import annotations
