@@ -6,6 +6,8 @@ Shapes: S segments (16 of one frame for date / f2c / bvllm, 4 of four frames for
 Ways, each over the same probe videos and questions, in turn per video so that a change of machine load hits all:
 
 - ``loop``: one ``segment_relevance`` call per segment: one bridge read and one LLM forward each;
+- ``previous``: what the code did before the bridge read the segments in one pass: one call, one bridge read per
+  segment (``bridged`` in a loop, put in for this way only), LLM forwards of 8 segments;
 - ``batched-8``: one call, the bridge reading every segment in one pass, LLM forwards of 8 segments;
 - ``batched``: one call, the bridge in one pass, one LLM forward of all segments (the default).
 
@@ -34,14 +36,27 @@ from tempflex.video import load_video
 
 ROOT = Path(__file__).resolve().parents[1]
 LAYOUTS = {"per-frame (date, f2c, bvllm)": 1, "4-frame segments (ata)": 4}  # name -> frames per segment
-WAYS = {"loop": None, "batched-8": 8, "batched": 64}  # name -> batch size; None: one call per segment
+WAYS = {"loop": None, "previous": 8, "batched-8": 8, "batched": 64}  # name -> LLM batch; None: a call a segment
 
 
-def score(model, processor, tokens, segments, question: str, batch: int | None) -> tuple[torch.Tensor, float]:
-    from tempflex.budget import segment_relevance
+def one_read_a_segment(model, parts, prompts):
+    from tempflex.budget.prompt import bridged
 
+    return [bridged(model, part, ids) for part, ids in zip(parts, prompts)]
+
+
+def score(model, processor, tokens, segments, question: str, way: str) -> tuple[torch.Tensor, float]:
+    from tempflex.budget import relevance, segment_relevance
+
+    batch = WAYS[way]
     start = time.perf_counter()
-    if batch is None:
+    if way == "previous":
+        batched, relevance.bridged_many = relevance.bridged_many, one_read_a_segment
+        try:
+            out = segment_relevance(model, processor, tokens, segments, question, batch_size=batch)
+        finally:
+            relevance.bridged_many = batched
+    elif batch is None:
         out = torch.cat([segment_relevance(model, processor, tokens, [s], question) for s in segments])
     else:
         out = segment_relevance(model, processor, tokens, segments, question, batch_size=batch)
@@ -59,8 +74,8 @@ def measure(asker, data: Path, records: list[dict], frames: int) -> list[dict]:
         for layout, size in LAYOUTS.items():
             segments = split(tokens.frames, -(-tokens.frames // size))
             ref = None
-            for way, batch in WAYS.items():
-                out, took = score(asker.model, asker.processor, tokens, segments, record["question"], batch)
+            for way in WAYS:
+                out, took = score(asker.model, asker.processor, tokens, segments, record["question"], way)
                 ref = out if ref is None else ref
                 worst[layout] = max(worst[layout], float((out - ref).abs().max()))
                 if i:  # the first video warms up

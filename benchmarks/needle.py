@@ -14,7 +14,15 @@ charged, as in the paper's counts):
 - ``ata``: every frame (1 fps) through the ``ata`` reducer (Tempo's adaptive allocation: segments of
   ``--segment-frames`` = 16 frames, relevance from the model's own yes/no answer per segment, water-filled into
   [8, 64] tokens a segment, the most changing tokens inside a segment);
-- ``flux``: every frame through FluxViT's group-dynamic selection (4 groups).
+- ``flux``: every frame through FluxViT's group-dynamic selection (4 groups);
+- ``ata-tempo`` (Tempo's own allocator and head-of-segment rule on the same segments and relevance) and the other
+  content-only reducers at the probes benchmark's specs (``budget_probes.METHODS``): ``drop``, ``drop-fill``,
+  ``uniform-tokens``, ``kffocus``, ``scenetilling``, ``holitom``, ``tome``. ``date``, ``f2c`` and ``bvllm`` are
+  left out: they score every frame's relevance, 3600 LLM passes an hour.
+
+The reducers of a trial share one decode of every frame, one encoding and (``ata``, ``ata-tempo``) one relevance
+scoring (``BudgetPipeline.prepare``'s memo); each method's seconds still charge what it reused (``reused``), so a
+row's total is what the method costs alone.
 
 Reported per trial and method: visual tokens, prompt length, tokens per frame averaged over the hour (visual / T)
 and per frame that keeps tokens, how many of the event's frames keep tokens, the event's share of the tokens
@@ -22,7 +30,7 @@ against its share of the time (for ``ata`` also the event's segments and their r
 whether it is right, and seconds per stage (decode, vision, tff, merger, relevance, reduce+prompt, prefill; the
 reducers share one decode of every frame, shown in both).
 
-    .venv/bin/python benchmarks/needle.py --trials 3                       # 3 one-hour videos, B = 8192
+    nice -n 10 .venv/bin/python benchmarks/needle.py --trials 3            # 3 one-hour videos, B = 8192
 
 Videos go to runs/needle/ (kept and reused); results are cached per (trial, method) in
 runs/needle/results/<model>-<hash>/ and written to benchmarks/results/needle.json and .md (``--out``), the plot
