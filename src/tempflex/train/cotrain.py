@@ -15,6 +15,10 @@ the answer positions; the budgets change only the number of visual tokens, so th
 the same order in every budget's sequence and are aligned by the label mask. The distillation term is
 KL(teacher || student) with the teacher detached, at temperature T (scaled by T^2), summed over answer tokens and
 normalised like the LM loss: total = sum_b LM_b + w * sum_{b>0} KL(p_{b-1} || p_b).
+
+With a token selection (``cotrain.select: flux`` or ``mask``, ``tempflex.train.select``) the dataset gives only the
+largest view; the encoder runs once on it, the teacher reads all its tokens and each smaller budget's view is the
+tokens the selector keeps, made inside the forward. The loss is the same sum.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from tempflex.modeling import IGNORE_INDEX
+from tempflex.train.select import TokenSelect, selected_views
 
 MODEL_KEYS = ("input_ids", "attention_mask", "labels", "pixel_values", "image_grid_thw", "pixel_values_videos",
-              "video_grid_thw")
+              "video_grid_thw", "inputs_embeds")
 
 
 @dataclass
@@ -108,9 +113,15 @@ def lm_loss(model: nn.Module, batch: dict, num_items: float, device: torch.devic
 
 def cotrain_loss(
     model: nn.Module, batches: list[dict], num_items: float, device: torch.device, *, weight: float,
-    temperature: float, budgets: list[int],
+    temperature: float, budgets: list[int], select: TokenSelect | None = None,
 ) -> MicroLoss:
-    """Sum of the LM losses over budgets (largest first) plus the chained self-distillation."""
+    """Sum of the LM losses over budgets (largest first) plus the chained self-distillation. ``select``: the views
+    are made from ``batches``' one (largest) view by that token selection; None: the dataset made one per budget."""
+    if select is not None:
+        if len(batches) != 1:
+            raise ValueError(f"cotrain.select={select.method} takes the largest view alone, the dataset gave "
+                             f"{len(batches)} views of a sample")
+        batches = selected_views(model, batches[0], budgets, select, device)
     if len(batches) != len(budgets):
         raise ValueError(f"the dataset gave {len(batches)} views of a sample, the recipe has {len(budgets)} budgets")
     total, parts, teacher = None, {}, None

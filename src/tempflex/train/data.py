@@ -8,7 +8,9 @@ on the assistant answers only, and shortens the text after the last visual token
 (counted in ``stats`` too; with DataLoader workers those per-item counts stay in the workers). The headers are read
 once per mixture file and cached beside it (``tempflex.train.lengths``), shared by the ranks and later runs. With
 ``cotrain_budgets`` it returns one example per per-frame token budget, the largest first (FluxViT
-multi-token-count co-training); with ``flexible`` too, each view is capped by the flexible plan's budget.
+multi-token-count co-training); with ``flexible`` too, each view is capped by the flexible plan's budget. With
+``cotrain_select`` other than ``resize`` it returns the largest budget's view alone (a one-item list): the smaller
+views are selected from its tokens in the forward (``tempflex.train.select``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class ConversationDataset(Dataset):
         flexible: FlexibleSampling | None = None,
         cotrain_budgets: list[int] | None = None,
         answer_tokens: int | None = None,
+        cotrain_select: str = "resize",
         size_cache: Path | bool = True,
     ) -> None:
         """``size_cache``: the media size cache file; True: beside the mixture file (given as a path); False: none."""
@@ -79,6 +82,8 @@ class ConversationDataset(Dataset):
         self.seed = seed
         self.flexible = flexible
         self.budgets = sorted(cotrain_budgets, reverse=True) if cotrain_budgets else None
+        # the views the dataset makes: one per budget, or (a selection in the forward) only the largest
+        self.views = self.budgets if cotrain_select == "resize" or self.budgets is None else self.budgets[:1]
         self.epoch = 0
         if size_cache is True:
             size_cache = False if isinstance(mixture, Mixture) else cache_for(mixture)
@@ -147,7 +152,7 @@ class ConversationDataset(Dataset):
         if self.budgets is None:
             return self._example(record, flex_budget, images, clips)
         return [self._example(record, b if flex_budget is None else min(b, flex_budget), images, clips)
-                for b in self.budgets]
+                for b in self.views]
 
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng((self.seed, self.epoch, index))

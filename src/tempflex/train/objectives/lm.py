@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tempflex.train import cotrain as ct
 from tempflex.train.objectives import MicroLoss, StepSize
-from tempflex.train.recipe import OptimSpec, Recipe
+from tempflex.train.recipe import CotrainSpec, OptimSpec, Recipe
 
 
 @dataclass
@@ -45,6 +45,7 @@ def build_dataset(recipe: Recipe, processor) -> tuple[Dataset, Callable[[list], 
         recipe.data.mixture, processor, max_length=recipe.data.max_length, num_frames=recipe.data.num_frames,
         seed=recipe.seed, flexible=FlexibleSampling(**flex.model_dump()) if flex else None,
         cotrain_budgets=recipe.cotrain.budgets if recipe.cotrain else None, answer_tokens=recipe.data.answer_tokens,
+        cotrain_select=recipe.cotrain.select if recipe.cotrain else "resize",
     )
     return dataset, partial(collate, pad_token_id=processor.tokenizer.pad_token_id), list(dataset.lengths)
 
@@ -55,6 +56,11 @@ def build_parts(recipe: Recipe) -> TrainParts:
 
     model, processor = build_model(recipe.model, recipe.seed, trains_llm=recipe.optim.trains("language_model"))
     return TrainParts(model, processor, *build_dataset(recipe, processor))
+
+
+def token_select(spec: CotrainSpec) -> ct.TokenSelect | None:
+    """The in-forward token selection of a co-training recipe; None for the dataset's resized views."""
+    return None if spec.select == "resize" else ct.TokenSelect(spec.select, spec.groups, spec.p)
 
 
 def epoch_batches(sampler, epoch: int, accum: int, skip_steps: int) -> list[list[int]]:
@@ -135,7 +141,7 @@ class LMObjective:
             out = ct.lm_loss(model, batch, size.num_items, device)
         else:
             out = ct.cotrain_loss(model, batch, size.num_items, device, weight=spec.distill_weight,
-                                  temperature=spec.temperature, budgets=spec.budgets)
+                                  temperature=spec.temperature, budgets=spec.budgets, select=token_select(spec))
         first = batch[0] if isinstance(batch, list) else batch
         out.loss = out.loss + ct.idle_term(self.acc.unwrap_model(model), first)
         return out
