@@ -20,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, FilePath, ValidationError, fi
 from tempflex.textfiles import NotTextError, read_text
 
 MODULES = ("vision_tower", "temporal", "merger", "language_model")  # the model's top-level submodules, each listed
-OPTIONAL_MODULES = ("bridge",)
-SELECTIONS = ("resize", "flux", "mask")  # cotrain.select: how the smaller budgets' views are made  # listed when the model has one (tempflex.bridge, not in the paper)
+OPTIONAL_MODULES = ("bridge",)  # listed when the model has one (tempflex.bridge, not in the paper)
+SELECTIONS = ("resize", "flux", "mask")  # cotrain.select: how the smaller budgets' views are made
 
 
 # torch's fully_shard itself runs on CPU gloo, but accelerate (the engine's launcher) turns FSDP on only for processes
