@@ -114,5 +114,5 @@ def load_asker(model: Path | None):
     wheel LLM tensor by tensor. On a terminal the bar is live; on a pipe or file rich prints it once, finished."""
     from tempflex.ask import Asker
 
-    with ProgressBar("loading the model", status=True) as bar:
+    with ProgressBar("loading the model", status=True, elapsed=True) as bar:
         return Asker(model, progress=bar)

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 # Bad sizes or options, missing or unreadable files. Later verbs' own errors (e.g. VideoDecodeError) should subclass
 # one of these or be added here.
@@ -56,10 +56,12 @@ def stderr_console() -> Console:
 
 class ProgressBar:
     """A rich bar on stderr for a library progress callback ``(done, total)``; started at the first call (after any
-    worker processes have forked), stopped by ``close()`` or at the end of a ``with`` block."""
+    worker processes have forked), stopped by ``close()`` or at the end of a ``with`` block. ``status`` shows the
+    callback's third argument; ``elapsed`` the time so far instead of the time left (steps of unequal length), which
+    keeps a long single step visibly alive."""
 
-    def __init__(self, label: str, *, transient: bool = False, status: bool = False) -> None:
-        self.label, self.transient, self.status = label, transient, status
+    def __init__(self, label: str, *, transient: bool = False, status: bool = False, elapsed: bool = False) -> None:
+        self.label, self.transient, self.status, self.elapsed = label, transient, status, elapsed
         self.progress: Progress | None = None
 
     def __call__(self, done: int, total: int, status: str = "") -> None:
@@ -67,6 +69,8 @@ class ProgressBar:
             columns = [TextColumn(self.label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
             if self.status:
                 columns.insert(3, TextColumn("{task.fields[status]}"))
+            if self.elapsed:
+                columns[-1] = TimeElapsedColumn()
             self.progress = Progress(*columns, console=stderr_console(), transient=self.transient)
             self.progress.start()
             self.task = self.progress.add_task(self.label, total=total, status=status)
