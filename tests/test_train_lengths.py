@@ -135,3 +135,14 @@ def test_the_dataset_caches_beside_its_mixture(tmp_path: Path, media: list[Path]
     again = ConversationDataset(mixture, _processor(), max_length=4096, num_frames=4)
     off = ConversationDataset(mixture, _processor(), max_length=4096, num_frames=4, size_cache=False)
     assert first.lengths == again.lengths == off.lengths
+
+
+def test_runs_on_other_records_of_the_mixture_keep_each_others_entries(tmp_path: Path, media: list[Path]) -> None:
+    """Another seed or weight samples other records: the cache grows instead of swapping its entries back and forth."""
+    cache = cache_for(tmp_path / "mix.yaml")
+    media_sizes(media[:1], cache)
+    media_sizes(media[1:], cache)
+    assert set(entries(cache)) == {str(p) for p in media}
+    before = cache.stat().st_mtime_ns
+    media_sizes(media, cache)
+    assert cache.stat().st_mtime_ns == before

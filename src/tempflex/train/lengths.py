@@ -1,16 +1,17 @@
 """Media headers of a mixture, read once and cached beside the mixture file for every rank and every later run.
 
 ``ConversationDataset`` sizes each record from its media headers (pixel size, frame count) before training starts;
-reading a header costs about a millisecond a file, and without a cache every rank of every run read every header
-again. ``media_sizes(paths, cache)`` returns each path's ``MediaSize``, reading only the headers the cache does not
+reading a header costs 1-16 ms a file (docs/benchmarks.md, Media size scan), and without a cache every rank of
+every run read every header again. ``media_sizes(paths, cache)`` returns each path's ``MediaSize``, reading only the headers the cache does not
 hold for the file as it is now:
 
 - the cache is ``MIXTURE.media-sizes.json`` (``cache_for``): ``{"version": 1, "entries": {path: [bytes, mtime_ns,
   width, height, frames, fps]}}``; an entry counts only while the file's size and modification time match, so an
   edited or replaced file is read again;
-- an exclusive ``flock`` on ``MIXTURE.media-sizes.json.lock`` makes processes that start at once (the ranks of one
-  run, on one node or on a shared file system) take turns: the first reads the headers and writes the cache, the
-  others wait and then only check sizes and times;
+- a process first checks the cache without a lock (one ``stat`` a file), so the ranks of a run that find it
+  complete check it side by side; a process that finds entries missing takes an exclusive ``flock`` on
+  ``MIXTURE.media-sizes.json.lock``, reads the missing headers and writes the cache, and processes that started at
+  the same moment wait for that lock and then check the new cache, again without it;
 - the cache is written atomically (``tempflex.atomic``) and only when something changed; an unreadable cache
   (cut-off, not JSON, another version) is rebuilt after a one-line warning, and a folder that cannot be written
   means a warning and a run without the cache, never a failed run.
@@ -54,22 +55,47 @@ def media_sizes(paths: Iterable[Path], cache: Path | None) -> dict[Path, MediaSi
     unique = list(dict.fromkeys(Path(p) for p in paths))
     if cache is None:
         return {path: media_size(path) for path in _progress(unique)}
-    with _locked(cache) as held:
-        if not held:
-            return {path: media_size(path) for path in _progress(unique)}
-        return _through_cache(unique, cache)
+    while True:
+        seen = _mtime(cache)
+        sizes = _from_cache(unique, _read(cache, quiet=True))  # no lock: the other ranks check it side by side
+        if sizes is not None:
+            return sizes
+        with _locked(cache) as held:
+            if not held:
+                return {path: media_size(path) for path in _progress(unique)}
+            if _mtime(cache) == seen:  # nobody wrote the cache while this process waited for the lock
+                return _through_cache(unique, cache)
+        # another process (the first rank) wrote it meanwhile: check it again, without the lock
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+def _from_cache(paths: list[Path], entries: dict[str, Entry]) -> dict[Path, MediaSize] | None:
+    """Every path's size from the cache, or None when an entry is missing or no longer matches its file."""
+    sizes = {}
+    for path in paths:
+        stat, entry = _stat(path), entries.get(str(path))
+        if stat is None or entry is None or entry[:2] != [stat.st_size, stat.st_mtime_ns]:
+            return None
+        sizes[path] = MediaSize(*entry[2:])
+    return sizes
 
 
 def _through_cache(paths: list[Path], cache: Path) -> dict[Path, MediaSize]:
+    """Under the lock: the headers the cache lacks are read, and the cache is rewritten with them (entries of files
+    this run does not use are kept: another seed or mixture weight samples other records)."""
     entries = _read(cache)
-    fresh: dict[str, Entry] = {}
+    fresh: dict[str, Entry] = dict(entries)
     sizes: dict[Path, MediaSize] = {}
     missing: list[tuple[Path, os.stat_result | None]] = []
     for path in paths:
-        stat = _stat(path)
-        entry = entries.get(str(path))
+        stat, entry = _stat(path), entries.get(str(path))
         if stat is not None and entry is not None and entry[:2] == [stat.st_size, stat.st_mtime_ns]:
-            fresh[str(path)] = entry
             sizes[path] = MediaSize(*entry[2:])
         else:
             missing.append((path, stat))
@@ -101,18 +127,21 @@ def _stat(path: Path) -> os.stat_result | None:
         return None
 
 
-def _read(cache: Path) -> dict[str, Entry]:
-    """The cache's entries; {} when there is none yet, and after a one-line warning when it cannot be used."""
+def _read(cache: Path, quiet: bool = False) -> dict[str, Entry]:
+    """The cache's entries; {} when there is none yet, and (after a one-line warning unless ``quiet``) when it cannot
+    be used."""
     try:
         data = json.loads(cache.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        warn(f"{cache} is unreadable ({type(err).__name__}); rebuilding it")
+        if not quiet:
+            warn(f"{cache} is unreadable ({type(err).__name__}); rebuilding it")
         return {}
     entries = data.get("entries") if isinstance(data, dict) and data.get("version") == VERSION else None
     if not isinstance(entries, dict) or not all(isinstance(e, list) and len(e) == 6 for e in entries.values()):
-        warn(f"{cache} is not a version-{VERSION} media size cache; rebuilding it")
+        if not quiet:
+            warn(f"{cache} is not a version-{VERSION} media size cache; rebuilding it")
         return {}
     return entries
 
