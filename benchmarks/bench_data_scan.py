@@ -88,7 +88,7 @@ def report(times: dict[str, list[float]], records: int, cache: Path, args: argpa
     ranks = 8
     lines += ["", f"{ranks} ranks starting one run: {ranks} x scan = {ranks * med['scan']:.0f} s of header reads "
               f"without the cache; build + {ranks - 1} x cached = {med['build'] + (ranks - 1) * med['cached']:.0f} s "
-              "with it (the ranks take the lock in turn)"]
+              "of work with it (one rank builds, the others check the cache side by side)"]
     return "\n".join(lines)
 
 
