@@ -2,8 +2,8 @@
 
 ``ConversationDataset`` sizes each record from its media headers (pixel size, frame count) before training starts;
 reading a header costs 1-16 ms a file (docs/benchmarks.md, Media size scan), and without a cache every rank of
-every run read every header again. ``media_sizes(paths, cache)`` returns each path's ``MediaSize``, reading only the headers the cache does not
-hold for the file as it is now:
+every run read every header again. ``media_sizes(paths, cache)`` returns each path's ``MediaSize``, reading only
+the headers the cache does not hold for the file as it is now:
 
 - the cache is ``MIXTURE.media-sizes.json`` (``cache_for``): ``{"version": 1, "entries": {path: [bytes, mtime_ns,
   width, height, frames, fps]}}``; an entry counts only while the file's size and modification time match, so an
