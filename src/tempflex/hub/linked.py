@@ -77,6 +77,8 @@ def grow_embeddings(language_model: PreTrainedModel, size: int) -> None:
             weight = module.weight
             weight[old:] = weight[:old].mean(dim=0, dtype=torch.float64).to(weight.dtype)
             done.add(weight.data_ptr())
+            if isinstance(module, torch.nn.Linear) and module.bias is not None:  # an output bias: new rows at zero
+                module.bias[old:] = 0.0
 
 
 def rename_legacy(state: dict) -> dict:
