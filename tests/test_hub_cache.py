@@ -152,3 +152,21 @@ def test_ask_shows_its_loading_steps_on_stderr() -> None:
     assert result.exit_code == 0, result.output
     assert "loading the model" in result.stderr and "3/3" in result.stderr
     assert json.loads(result.stdout)["choice"] in question["options"]
+
+
+def test_a_conversion_parses_each_gguf_file_once(tmp_path: Path) -> None:
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor("token_embd.weight", np.zeros((4, 2), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    original = gguf.GGUFReader
+    with weights._one_gguf_parse():
+        first = gguf.GGUFReader(str(path))  # as transformers calls it, for the tokenizer, config and weights
+        assert gguf.GGUFReader(path) is first and [t.name for t in first.tensors] == ["token_embd.weight"]
+    assert gguf.GGUFReader is original and gguf.GGUFReader(path) is not first

@@ -98,15 +98,16 @@ def generate(asker, job: Job) -> Result | None:
     from tempflex.ask import timed
 
     model = asker.model
-    ending = asker.processor.generation_kwargs()  # end-of-turn tokens; role lines of a template-less tokenizer
-    ending.pop("tokenizer", None)
-    stops = job.sampling.stop + tuple(ending.pop("stop_strings", ()))  # the stream cuts at these itself
-    stream = TextStream(asker.processor.tokenizer, stops, job.emit)
-    halt = Halt(stream, job.deadline, job.cancelled)
     with timed(model) as timer:
         inputs, info, process = model_inputs(asker, [job])
         if info is not None:
             timer.next_phase()
+        # end-of-turn tokens; the role lines of a template-less tokenizer, which the stream cuts at itself
+        ending = asker.processor.generation_kwargs(inputs["input_ids"].shape[1])
+        ending.pop("stopping_criteria", None)
+        stops = job.sampling.stop + tuple(ending.pop("stop_strings", ()))
+        stream = TextStream(asker.processor.tokenizer, stops, job.emit)
+        halt = Halt(stream, job.deadline, job.cancelled)
         if job.sampling.seed is not None:
             torch.manual_seed(job.sampling.seed)
         model.generate(**inputs, **job.sampling.generate_kwargs(), **ending, streamer=stream,
