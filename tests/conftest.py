@@ -69,6 +69,16 @@ def perturb_tff(model: TempFlexForConditionalGeneration, seed: int = 1) -> None:
             layer.context_scale.copy_(torch.randn(layer.context_scale.shape, generator=g) * 0.1)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors: one intra-op thread. On a loaded 2-core machine each op of a second thread waits a scheduler
+    slice (~8 ms), which made the budget modules 20x slower. Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

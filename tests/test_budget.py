@@ -31,14 +31,7 @@ from tempflex.media import VideoClip
 TEXTS = ("qwen3", "gemma3")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread. On a loaded 2-core machine each op of a second thread waits a
-    scheduler slice (~8 ms), which made this module 20x slower. Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one intra-op thread
 
 
 # ----------------------------------------------------------------------------------------------------- helpers

@@ -17,13 +17,7 @@ RELATED = ("tome", "holitom", "kffocus", "scenetilling", "date", "f2c", "bvllm")
 QUERY_AWARE = ("date", "f2c", "bvllm")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster on a loaded machine (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one intra-op thread
 
 
 def from_rows(rows: list[list[list[float]]]) -> VisualTokens:

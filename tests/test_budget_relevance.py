@@ -14,12 +14,7 @@ from tempflex.budget.relevance import segment_tokens
 from tempflex.media import VideoClip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one intra-op thread
 
 
 @pytest.fixture(scope="module", params=[(True, 4, 8), (False, 0, 0)], ids=["query-slots-span", "pooled-gru"])
