@@ -18,6 +18,7 @@ which finds the duplicates that per-shard de-duplication cannot see.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -116,9 +117,8 @@ def merge_outputs(folders: Sequence[str | os.PathLike], out: str | os.PathLike, 
             stack.enter_context(exclusive_output(path, "tempflex synth run or merge"))
         base = check_inputs(paths)  # again, now that no run can change them
         infos = {path: _read_input(path) for path in paths}
-        for path, info in infos.items():  # every record in its shard, before anything is written
-            for _ in _records(path, info.shard):
-                pass
+        for path, info in infos.items():  # read every record before writing: one outside its shard raises
+            deque(_records(path, info.shard), maxlen=0)
         write_text_atomic(out / INFO_FILE, OutputInfo(ShardSpec(), base.settings, inputs).to_json())
         result = _write_merged(infos, out, shard_size)
         result.num_shards = base.shard.num_shards
