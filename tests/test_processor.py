@@ -176,7 +176,7 @@ def test_free_generation_stops_at_the_end_of_the_turn():
     batch = processor(processor.apply_chat_template([{"role": "user", "content": "Hi"}]))
     length = batch["input_ids"].shape[1]
     kwargs = processor.generation_kwargs(length)
-    assert kwargs.pop("stop_strings") == ["\nUser:", "\nAssistant:", "\nSystem:"]
+    assert processor.stop_strings() == ("\nUser:", "\nAssistant:", "\nSystem:")
     assert processor.tokenizer.eos_token_id in kwargs["eos_token_id"]
     [stop] = kwargs["stopping_criteria"]  # it reads only the generated tokens: the prompt's own role lines pass
     said = processor.tokenizer(" up.\nUser: more", add_special_tokens=False, return_tensors="pt")["input_ids"]
@@ -184,6 +184,6 @@ def test_free_generation_stops_at_the_end_of_the_turn():
     assert processor.trim_answer(" It moves up.\nUser: What?\nAssistant: up") == "It moves up."
     assert processor.trim_answer("left\nAssistant:") == "left" and processor.trim_answer(" plain ") == "plain"
     _, templated = tiny_model("qwen3")
-    assert "stop_strings" not in templated.generation_kwargs(length)
+    assert templated.stop_strings() == () and "stopping_criteria" not in templated.generation_kwargs(length)
     out = model.generate(**batch, max_new_tokens=6, do_sample=False, **kwargs)  # the real generate takes them
     assert out.shape[1] <= batch["input_ids"].shape[1] + 6

@@ -164,7 +164,6 @@ class Asker:
                 choice = answer = options[int(logprobs.argmax())]
             else:
                 stops = self.processor.generation_kwargs(inputs["input_ids"].shape[1])
-                stops.pop("stop_strings", None)  # the stopping criteria match them
                 generated = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, **stops)
                 new = generated[0, inputs["input_ids"].shape[1] :]
                 text = self.processor.tokenizer.decode(new, skip_special_tokens=True)

@@ -270,14 +270,17 @@ class TempFlexProcessor:
     def generation_kwargs(self, prompt_length: int) -> dict[str, Any]:
         """What ``generate()`` needs to stop at the end of the assistant's turn, for a prompt of ``prompt_length``
         tokens: the tokenizer's end-of-turn token (Gemma's ``<end_of_turn>``, ChatML's ``<|im_end|>``) beside EOS,
-        and with the fallback template a ``TextStop`` at its next role line (``stop_strings`` names them)."""
+        and with the fallback template a ``TextStop`` at its next role line (``stop_strings()``)."""
         tok = self.tokenizer
         ids = {tok.eos_token_id} | {tok.convert_tokens_to_ids(t) for t in END_OF_TURN if t in tok.get_vocab()}
         kwargs: dict[str, Any] = {"eos_token_id": sorted(i for i in ids if i is not None)}
-        if not getattr(tok, "chat_template", None):
-            kwargs["stop_strings"] = list(ROLE_LINES)
-            kwargs["stopping_criteria"] = StoppingCriteriaList([TextStop(tok, ROLE_LINES, prompt_length)])
+        if self.stop_strings():
+            kwargs["stopping_criteria"] = StoppingCriteriaList([TextStop(tok, self.stop_strings(), prompt_length)])
         return kwargs
+
+    def stop_strings(self) -> tuple[str, ...]:
+        """Text that ends the assistant's turn besides its tokens: the fallback template's role lines, if it is used."""
+        return () if getattr(self.tokenizer, "chat_template", None) else ROLE_LINES
 
     def trim_answer(self, text: str) -> str:
         """A decoded answer without what follows the end of its turn (a next role line of the fallback template)."""

@@ -105,7 +105,7 @@ def generate(asker, job: Job) -> Result | None:
         # end-of-turn tokens; the role lines of a template-less tokenizer, which the stream cuts at itself
         ending = asker.processor.generation_kwargs(inputs["input_ids"].shape[1])
         ending.pop("stopping_criteria", None)
-        stops = job.sampling.stop + tuple(ending.pop("stop_strings", ()))
+        stops = job.sampling.stop + asker.processor.stop_strings()
         stream = TextStream(asker.processor.tokenizer, stops, job.emit)
         halt = Halt(stream, job.deadline, job.cancelled)
         if job.sampling.seed is not None:
