@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    AutoTokenizer,
+    BatchFeature,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 from tempflex.configuration import TempFlexConfig
 from tempflex.hub.linked import wheel_tokenizer
