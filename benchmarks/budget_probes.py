@@ -22,7 +22,9 @@ Methods, all at the same B:
   (``min_frame_tokens=1``), ``bvllm`` (``frame_tokens=4``), the last three with per-frame relevance from the model.
 
 Every question is scored as in ``tempflex probes eval``: one forward pass, the answer is the option whose first
-answer token has the highest logit (``answer_tokens``; the right one is ``options[answer_index]``). Visual tokens are counted per question (asserted <= B). The model's processor writes no time
+answer token has the highest logit (``answer_tokens``; the right one is ``options[answer_index]``); methods that
+hand the LLM the same input (at the full budget, most) share that forward, each charged its seconds. Visual tokens
+are counted per question (asserted <= B). The model's processor writes no time
 tags (``video_timestamps`` off), so the budget is all visual tokens; frame separators are not charged, as in the
 paper's counts.
 The model's word bridge (tempflex-tiny has one) reads only the tokens each method keeps (docs/budget.md, the
@@ -58,6 +60,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tempflex.answers import AnswerTokens, answer_tokens, with_lead
 from tempflex.atomic import OutputLocked, exclusive_output, write_text_atomic
+from tempflex.budget.pipeline import remembered
 from tempflex.probes.evaluate import (
     EvalReport,
     Prediction,
@@ -121,6 +124,16 @@ def option_scores(model, inputs: dict, answer: AnswerTokens) -> list[float]:
     return torch.log_softmax(logits[answer.ids], dim=-1).tolist()
 
 
+def shared_scores(model, inputs: dict, answer: AnswerTokens, memo: dict) -> tuple[list[float], float]:
+    """``option_scores``, computed once per distinct LLM input of a question: at the full budget most reducers
+    keep every token and hand the LLM the same embeddings. -> (scores, seconds the forward took when first run,
+    0 if run now), so that a method's seconds still charge its own forward."""
+    digest = hashlib.sha1()
+    for name in ("input_ids", "attention_mask", "inputs_embeds"):
+        digest.update(inputs[name].contiguous().cpu().numpy().tobytes())
+    key = ("scores", digest.hexdigest(), tuple(answer.ids), tuple(answer.lead))
+    return remembered(memo, key, lambda: option_scores(model, inputs, answer))
+
 @torch.inference_mode()
 def score_one(model, processor, cell: Cell, pipeline, clips: dict, record: dict, answer: AnswerTokens) -> dict:
     """The per-question row of the cache: prediction (an option's text), visual tokens, seconds. ``clips`` holds
@@ -133,8 +146,8 @@ def score_one(model, processor, cell: Cell, pipeline, clips: dict, record: dict,
         (scores,), (visual,) = score_questions(model, processor, [prompt], [clip], [answer])
     else:
         inputs, info = pipeline.prepare(model, processor, clip, prompt, query=record["question"], memo=clips["memo"])
-        visual, reused = int(info["visual_tokens"]), reused + info["reused_seconds"]
-        scores = option_scores(model, inputs, answer)
+        scores, forward = shared_scores(model, inputs, answer, clips["memo"])
+        visual, reused = int(info["visual_tokens"]), reused + info["reused_seconds"] + forward
     if visual > cell.budget:
         raise AssertionError(f"{cell.method} spent {visual} visual tokens on {record['id']}, budget {cell.budget}")
     best = max(range(len(options)), key=scores.__getitem__)

@@ -139,3 +139,24 @@ def test_span_bridge_reads_the_video_at_a_fixed_number_of_steps():
     short, _ = readout.words([video[::2]], embed)
     both, _ = readout.words([video, video[::2]], embed)
     torch.testing.assert_close(both, torch.cat([word, short]))
+
+
+def test_table_row_norms_are_kept_until_the_table_changes():
+    torch.manual_seed(0)
+    embed = torch.nn.Embedding(50, 16)
+    readout = bridge_module().eval()
+    with torch.inference_mode():
+        first = readout.row_norms(embed.weight)
+        assert readout.row_norms(embed.weight) is first  # the same table: one pass over it
+        torch.testing.assert_close(first, embed.weight.norm(dim=-1), rtol=0, atol=0)
+    with torch.no_grad():
+        embed.weight.mul_(2.0)  # an in-place update (an optimizer step) bumps the version: read again
+    again = readout.row_norms(embed.weight)
+    torch.testing.assert_close(again, 2 * first)
+    assert not again.is_inference()  # kept outside inference mode: a training pass may save it for backward
+    # a table that learns gets its norms with their gradient, never from the cache
+    assert readout.row_norms(embed.weight).requires_grad
+    tokens = torch.randn(3, 2, 16)
+    (_,), (logits,) = readout([tokens], embed)
+    logits[7].backward()
+    assert embed.weight.grad is not None and embed.weight.grad.abs().sum() > 0

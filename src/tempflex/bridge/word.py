@@ -59,6 +59,7 @@ class WordBridge(nn.Module):
         self.say = nn.Sequential(nn.Linear(hidden, width), nn.GELU(), nn.Linear(width, width))
         self.sharpness = nn.Parameter(torch.tensor(40.0))  # logits = sharpness * cos(said vector, word row)
         self.top = top  # the word mixes the `top` likeliest words (the rest hold ~0 of the softmax)
+        self._row_norms: tuple[tuple, torch.Tensor] | None = None  # (the table's identity, its rows' norms)
         # the prompt's mean embedding (E) -> a scale and a shift of the summary (2 * hidden), FiLM; normalised per
         # prompt, or per feature over the batch's prompts (their shared text removed: "first" and "last" differ by
         # one token of ~40)
@@ -111,11 +112,23 @@ class WordBridge(nn.Module):
         said = nn.functional.normalize(self.say(summaries), dim=-1).to(table.dtype)  # (N, E)
         # cosine with each row: divide the dot products by the rows' norms (W,) rather than normalise a copy of the
         # table (a 262k x 640 copy cost 0.3 s a call, most of `ask`'s visual path)
-        logits = self.sharpness.clamp(1, 100) * (said @ table.T) / table.norm(dim=-1).clamp(min=1e-6)  # (N, W)
+        logits = self.sharpness.clamp(1, 100) * (said @ table.T) / self.row_norms(table)  # (N, W)
         top = logits.topk(min(self.top, logits.shape[-1]), dim=-1)  # (N, k)
         mix = torch.softmax(top.values.float(), dim=-1).to(table.dtype)  # (N, k)
         scale = getattr(embed, "embed_scale", 1.0)
         return torch.einsum("nk,nke->ne", mix, table[top.indices]) * scale, logits  # (N, E), (N, W)
+
+    def row_norms(self, table: torch.Tensor) -> torch.Tensor:
+        """The table's row norms (W,), clamped away from 0. Kept while the table is the same tensor at the same
+        version and no gradient flows into it: a 262k-row table costs one more pass over it (~50 ms) each read,
+        as much as the cosine itself. An in-place update (an optimizer step) bumps the version and so recomputes."""
+        if table.requires_grad and torch.is_grad_enabled():
+            return table.norm(dim=-1).clamp(min=1e-6)
+        key = (table.data_ptr(), table._version, tuple(table.shape), table.dtype, table.device,
+               torch.is_inference_mode_enabled())  # an inference-mode tensor cannot be saved for backward
+        if self._row_norms is None or self._row_norms[0] != key:
+            self._row_norms = key, table.detach().norm(dim=-1).clamp(min=1e-6)
+        return self._row_norms[1]
 
     def _frames(self, tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """One item's tokens (F, T, E) and mask (F, T) -> its frames' features: (F, E) pooled over each frame's
