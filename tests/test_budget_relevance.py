@@ -8,7 +8,8 @@ import torch
 from conftest import random_image, tiny_model
 
 from tempflex.budget import BudgetPipeline, segment_relevance
-from tempflex.budget.pipeline import encode_clip
+from tempflex.bridge import WordBridge
+from tempflex.budget.pipeline import encode_clip, finish
 from tempflex.budget.prompt import bridged, bridged_many
 from tempflex.budget.relevance import segment_tokens
 from tempflex.media import VideoClip
@@ -99,6 +100,21 @@ def test_a_memo_reuses_encoding_and_relevance_across_pipelines(bridged_model, cl
     assert again["relevance"] == first["relevance"] and again["positions"] == alone["positions"]
     _, other = BudgetPipeline.from_spec("date:20").prepare(model, processor, clip, "What is red?", memo=memo)
     assert other["relevance"] != first["relevance"]  # another question is scored anew
+
+
+def test_finish_bridges_several_plans_in_one_read_as_each_prepare_would(bridged_model, clip, monkeypatch):
+    model, processor = bridged_model
+    specs = ["uniform:12", "flux:24,groups=2", "drop:30,mode=ratio,ratio=1.0", "tome:20"]
+    prompt, memo = "<video>\nWhat moves first?", {}
+    alone = [BudgetPipeline.from_spec(s).prepare(model, processor, clip, prompt) for s in specs]
+    plans = [BudgetPipeline.from_spec(s).plan(model, processor, clip, prompt, memo=memo) for s in specs]
+    reads, read_many = [], WordBridge.read_many
+    monkeypatch.setattr(WordBridge, "read_many", lambda self, *a, **k: reads.append(1) or read_many(self, *a, **k))
+    together = finish(model, processor, plans)
+    assert len(reads) == 1  # one pass over the embedding table for the four prompts
+    for (inputs, info), (want, want_info) in zip(together, alone):
+        assert torch.equal(inputs["input_ids"], want["input_ids"]) and info["positions"] == want_info["positions"]
+        torch.testing.assert_close(inputs["inputs_embeds"], want["inputs_embeds"], rtol=1e-5, atol=1e-6)
 
 
 def load_budget_probes():

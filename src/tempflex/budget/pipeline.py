@@ -5,6 +5,8 @@ Shapes: T frames, N encoded tokens, V kept tokens, L prompt length, E LLM width.
 ``prepare`` selects frames (optional), encodes every kept frame (``processor.encode_media`` then
 ``model.get_video_features``), asks the model for segment relevance when the reducer is query-aware, reduces the
 tokens, writes the prompt with exactly the kept tokens per frame, embeds it and splices the kept tokens in.
+``plan`` stops before a model's optional bridge; ``finish`` bridges and embeds several plans in one read of
+the LLM's embedding table (``prepare`` is one plan, finished).
 
 The guarantee: visual tokens + time-tag tokens (+ frame separators with ``count_separators``) <= budget. The tags
 depend on which frames keep tokens, so the reducer first gets budget minus the tags of every frame (safe: fewer
@@ -30,7 +32,7 @@ from tempflex.budget.base import (
     TokenReducer,
     VisualTokens,
 )
-from tempflex.budget.prompt import bridged, build_prompt, frame_tags, splice, split_template
+from tempflex.budget.prompt import bridged_many, build_prompt, frame_tags, splice, split_template
 from tempflex.budget.relevance import segment_relevance
 from tempflex.budget.selectors import UniformFrames
 from tempflex.budget.spec import BudgetSpec
@@ -153,6 +155,13 @@ class BudgetPipeline:
         options or instructions). ``memo``: a dict the caller keeps for one clip (and model) across pipelines,
         which reuse its encoded frames and relevance scores (keyed by the frames, segments, question and time
         tags); ``info["reused_seconds"]`` is what those reused stages took when first computed."""
+        return finish(model, processor, [self.plan(model, processor, clip, prompt, query, memo)])[0]
+
+    @torch.no_grad()
+    def plan(self, model: Any, processor: Any, clip: Any, prompt: str,
+             query: str | None = None, memo: dict | None = None) -> PlannedPrompt:
+        """``prepare`` up to the model's optional bridge: the kept tokens and their prompt. ``finish`` bridges and
+        embeds several plans (other pipelines' on the same clip, say) in one read of the LLM's embedding table."""
         prefix, suffix = split_template(processor, prompt)  # a bad prompt fails before any encoding
         clip, index = self.select_frames(as_clip(clip), prompt)
         memo = {} if memo is None else memo
@@ -178,20 +187,10 @@ class BudgetPipeline:
                 raise BudgetError(f"budget {self.budget} leaves {visual} visual tokens: {err}") from err
 
         kept = fit(tokens, reduce, self.budget, overhead)
-        inputs, info = self._inputs(model, processor, (prefix, suffix), kept, encoder, index, relevance, len(tokens))
-        return inputs, {**info, "reused_seconds": reused}
-
-    def _inputs(self, model: Any, processor: Any, around: tuple[str, str], kept: VisualTokens,
-                encoder: TimestampEncoder, index: list[int], relevance: torch.Tensor | None,
-                encoded: int) -> tuple[dict, dict]:
-        prefix, suffix = around
         per_frame = kept.tokens_per_frame().tolist()
         built = build_prompt(processor, prefix, suffix, per_frame, frame_tags(encoder, kept))
         if built.visual_tokens != len(kept):
             raise BudgetError(f"internal: {built.visual_tokens} placeholders for {len(kept)} kept tokens")
-        ids = built.input_ids.unsqueeze(0).to(model.device)  # (1, L)
-        kept = bridged(model, kept, built.input_ids)  # an optional bridge reads the kept tokens (and the prompt)
-        embeds = splice(model, ids, kept.tokens, processor.video_token_id)  # (1, L, E)
         separators = built.separator_tokens if self.count_separators else 0
         total = built.visual_tokens + built.tag_tokens + separators
         if total > self.budget:  # only a timestamp encoder whose count() disagrees with its tags' ids gets here
@@ -202,12 +201,37 @@ class BudgetPipeline:
             "tag_tokens": built.tag_tokens,
             "separator_tokens": built.separator_tokens,
             "total": total,  # visual + tags (+ separators when counted): <= budget
-            "encoded_tokens": encoded,
+            "encoded_tokens": len(tokens),
             "frames": index,  # indices of the encoded frames in the given clip
             "tokens_per_frame": per_frame,  # per encoded frame
             "positions": kept.positions.tolist(),  # (t, row, col) of every kept token, in prompt order
             "timestamps": kept.timestamps.tolist(),
             "relevance": None if relevance is None else relevance.tolist(),
             "text": built.text,
+            "reused_seconds": reused,
         }
-        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "inputs_embeds": embeds}, info
+        return PlannedPrompt(kept, built.input_ids, info)
+
+
+@dataclass(frozen=True)
+class PlannedPrompt:
+    """One prompt before the bridge: the kept tokens (before a model's bridge), the prompt ids (L,) and the info
+    ``prepare`` returns."""
+
+    kept: VisualTokens
+    input_ids: torch.Tensor
+    info: dict
+
+
+@torch.no_grad()
+def finish(model: Any, processor: Any, plans: list[PlannedPrompt]) -> list[tuple[dict, dict]]:
+    """Each plan's (inputs, info) as ``prepare`` returns them: a model's bridge reads every plan's kept tokens and
+    prompt in one pass (``bridged_many``; a single plan gives exactly ``prepare``'s result), then the prompt is
+    embedded and the kept tokens spliced in."""
+    kept = bridged_many(model, [p.kept for p in plans], [p.input_ids for p in plans])
+    out = []
+    for plan, tokens in zip(plans, kept):
+        ids = plan.input_ids.unsqueeze(0).to(model.device)  # (1, L)
+        embeds = splice(model, ids, tokens.tokens, processor.video_token_id)  # (1, L, E)
+        out.append(({"input_ids": ids, "attention_mask": torch.ones_like(ids), "inputs_embeds": embeds}, plan.info))
+    return out
