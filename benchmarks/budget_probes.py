@@ -61,6 +61,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from tempflex.answers import AnswerTokens, answer_tokens, with_lead
 from tempflex.atomic import OutputLocked, exclusive_output, write_text_atomic
 from tempflex.budget.pipeline import PlannedPrompt, finish, remembered
+from tempflex.eval.stats import sign_test
 from tempflex.probes.evaluate import (
     EvalReport,
     Prediction,
@@ -354,6 +355,22 @@ def summary(cell: Cell, rows: list[dict]) -> dict:
     return out
 
 
+def versus(rows: list[dict], base: list[dict] | None) -> dict | None:
+    """Temporal questions that only this method gets right against those only ``base`` (uniform frames at the same
+    b) gets right, and the sign test's p: the paired comparison, which the two pooled intervals understate."""
+    if base is None:
+        return None
+    other = {r["id"]: r["answer"] == r["predicted"] for r in base}
+    mine = [(r["answer"] == r["predicted"], other[r["id"]]) for r in rows if r["temporal"]]
+    wins, losses = sum(a and not b for a, b in mine), sum(b and not a for a, b in mine)
+    return {"wins": wins, "losses": losses, "p": sign_test(wins, losses)}
+
+
+def _versus(result: dict) -> str:
+    v = result.get("versus")
+    return "-" if v is None else f"{v['wins']} / {v['losses']} ({v['p']:.2g})"
+
+
 def _acc(result: dict, kind: str) -> str:
     if math.isnan(result[f"{kind}_accuracy"]):
         return "n/a"
@@ -378,14 +395,14 @@ def markdown(results: list[dict], command: str, meta: dict) -> str:
         "the reducers decode 16 and keep B tokens (`drop` may keep fewer). "
         f"Chance: temporal {results[0]['temporal_chance']:.2f}, static {results[0]['static_chance']:.2f}."),
         "",
-        "| method | tokens/frame b | budget B | visual tokens mean / max | temporal acc | static acc "
-        "| s/question (n timed) |",
-        "|---|---|---|---|---|---|---|",
+        ("| method | tokens/frame b | budget B | visual tokens mean / max | temporal acc | static acc "
+         "| temporal vs uniform-frames: only it / only u-f right (p) | s/question (n timed) |"),
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
             f"| {r['method']} | {r['per_frame']} | {r['budget']} | {r['visual_mean']:.1f} / {r['visual_max']} | "
-            f"{_acc(r, 'temporal')} | {_acc(r, 'static')} | {r['seconds_mean']:.3f} ({r['seconds_n']}) |")
+            f"{_acc(r, 'temporal')} | {_acc(r, 'static')} | {_versus(r)} | {r['seconds_mean']:.3f} ({r['seconds_n']}) |")
     lines += ["", "Accuracy per skill:", "",
               "| method | b | " + " | ".join(skills) + " |", "|---|---|" + "---|" * len(skills)]
     for r in results:
@@ -463,6 +480,9 @@ def main() -> None:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     results = [summary(cell, rows[cell]) for cell in cells]
+    for cell, result in zip(cells, results):  # paired with uniform frames at the same b, when that was run
+        base = Cell("uniform-frames", cell.per_frame, cell.frames)
+        result["versus"] = versus(rows[cell], rows.get(base) if cell != base else None)
     meta = {"model": str(args.model), "data": str(args.data), "questions": len(records), "frames": args.frames,
             "threads": torch.get_num_threads(), "cache": str(cache), "command": command}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
-from budget_probes import cache_dir  # noqa: E402
+from budget_probes import cache_dir
 
-from tempflex.eval.stats import wilson  # noqa: E402
+from tempflex.eval.stats import sign_test, wilson
 
 
 def rows(model: Path, data: Path, caches: list[Path], per_frame: int, limit: int) -> dict[str, bool]:
@@ -43,13 +42,6 @@ def rows(model: Path, data: Path, caches: list[Path], per_frame: int, limit: int
     if missing:
         raise SystemExit(f"error: {path} lacks {len(missing)} of the first {limit} questions (e.g. {missing[0]})")
     return {q: got[q] for q in wanted}
-
-
-def sign_test(wins: int, losses: int) -> float:
-    """Exact two-sided binomial p-value of ``wins`` against ``losses`` at even odds (1.0 when both are 0)."""
-    n, k = wins + losses, min(wins, losses)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n if n else 1.0
-    return min(1.0, 2 * tail)
 
 
 def table(arms: dict[str, Path], data: Path, caches: list[Path], budgets: list[int], limit: int) -> str:

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from tempflex.ask import Asker, load_media, model_frames
 from tempflex.cli import app
+from tempflex.eval.stats import sign_test
 from tempflex.probes.evaluate import Prediction, answer_tokens, evaluate, plot_report, summarise, wilson
 from tempflex.probes.format import format_question
 from tempflex.video import VideoDecodeError, load_video
@@ -24,6 +25,12 @@ def test_wilson_interval_golden_values() -> None:
     low, high = wilson(8, 10)
     assert (round(low, 4), round(high, 4)) == (0.4902, 0.9433)
     assert wilson(0, 5)[0] == 0.0 and wilson(5, 5)[1] == 1.0 and wilson(0, 0) == (0.0, 1.0)
+
+
+def test_sign_test_golden_values() -> None:
+    assert sign_test(0, 0) == 1.0 and sign_test(3, 3) == 1.0
+    assert sign_test(6, 0) == sign_test(0, 6) == 2 / 64  # 1/64 for each tail
+    assert round(sign_test(15, 5), 4) == 0.0414  # scipy.stats.binomtest(15, 20).pvalue
 
 
 def test_options_are_told_apart_by_one_token_after_their_shared_lead() -> None:

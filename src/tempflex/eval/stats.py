@@ -1,4 +1,5 @@
-"""Accuracy with a 95 % Wilson interval, and the bar chart of accuracies, shared by the benchmarks and the probes."""
+"""Accuracy with a 95 % Wilson interval, the paired sign test, and the bar chart of accuracies, shared by the
+benchmarks and the probes."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ def wilson(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Exact two-sided binomial p-value of ``wins`` against ``losses`` at even odds (1.0 when both are 0): two
+    methods on the same questions, counting only the questions where exactly one is right (McNemar's exact test)."""
+    n, k = wins + losses, min(wins, losses)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n if n else 1.0
+    return min(1.0, 2 * tail)
 
 
 def accuracy_bars(path: Path, labels: Sequence[str], accuracy: Sequence[float], low: Sequence[float],
