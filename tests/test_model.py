@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, Aut
 
 from tempflex import PlaceholderMismatchError, TempFlexForConditionalGeneration, TempFlexProcessor
 from tempflex.media import VideoClip
+from tempflex.modeling import IGNORE_INDEX
 
 TEXTS = ["qwen3", "gemma3"]
 
@@ -191,6 +192,35 @@ def test_bridge_query_reads_the_prompt_outside_the_media():
     assert switched_on("bridge.ask.1.weight", blind.state_dict())
     with pytest.raises(ValueError, match="unknown fields"):
         tiny_model("gemma3", bridge={"querry": True})
+
+
+def test_in_training_the_bridge_query_reads_the_prompt_not_the_answer():
+    """With labels (training) the supervised answer tokens are in the ids; the bridge's query leaves them out, so it
+    reads what it will read at inference, whatever the answer says."""
+    model, proc = tiny_model("gemma3", bridge={"query": True})
+    model.eval()
+    with torch.no_grad():
+        model.bridge.ask[1].weight.normal_(generator=torch.Generator().manual_seed(0))  # the query steers the word
+    rng = np.random.default_rng(0)
+    video = np.stack([random_image(rng, 64, 64) for _ in range(2)])
+    text = proc.apply_chat_template([{"role": "user", "content": "<video>\nWhich way does it move?"}])
+    prompt = proc(text=[text], videos=[video])
+    seen = []
+    model.bridge.register_forward_hook(lambda module, args, kwargs, out: seen.append(kwargs["queries"]),
+                                       with_kwargs=True)  # the queries it read
+    with torch.no_grad():
+        model(**prompt)  # inference: the prompt alone
+        for answer in ("up", "down"):
+            ids = proc.tokenizer(answer, add_special_tokens=False, return_tensors="pt").input_ids
+            full = torch.cat([prompt["input_ids"], ids], dim=1)
+            labels = torch.cat([torch.full_like(prompt["input_ids"], IGNORE_INDEX), ids], dim=1)
+            model(input_ids=full, attention_mask=torch.ones_like(full), labels=labels,
+                  pixel_values_videos=prompt["pixel_values_videos"], video_grid_thw=prompt["video_grid_thw"])
+    inference, up, down = seen
+    torch.testing.assert_close(up, inference, rtol=0, atol=0)
+    torch.testing.assert_close(down, inference, rtol=0, atol=0)
+    unmasked = model.bridge_queries(full)  # the same ids read whole: the answer would move the query
+    assert not torch.allclose(unmasked, down[:1])
 
 
 def test_batch_normalised_query_tells_questions_apart_by_what_differs():

@@ -34,7 +34,17 @@ from tempflex.vision.encoder import encode_grids
 from tempflex.vision.flux_modules import init_encoder_options, install_encoder_options
 
 IGNORE_INDEX = -100
-__all__ = ["IGNORE_INDEX", "PlaceholderMismatchError", "TempFlexForConditionalGeneration", "TempFlexOutput"]
+__all__ = ["IGNORE_INDEX", "PlaceholderMismatchError", "TempFlexForConditionalGeneration", "TempFlexOutput",
+           "prompt_mask"]
+
+
+def prompt_mask(attention_mask: torch.Tensor | None, labels: torch.Tensor | None) -> torch.Tensor | None:
+    """(B, L) the tokens a bridge's prompt query reads: attended and not supervised. In training the answer is in
+    the ids (its labels mark it); at inference it is not, and a query that read it would learn from the answer."""
+    if labels is None:
+        return attention_mask
+    prompt = labels == IGNORE_INDEX
+    return prompt if attention_mask is None else prompt & attention_mask.bool()
 
 
 @dataclass
@@ -251,15 +261,16 @@ class TempFlexForConditionalGeneration(TempFlexPreTrainedModel, GenerationMixin)
         elif has_visual and input_ids is None:
             raise ValueError("visual inputs need input_ids to locate their placeholder tokens")
         image_embeds = video_embeds = None
+        queried = prompt_mask(attention_mask, labels)  # what a bridge's query reads: never the answer
         if pixel_values is not None:
             image_embeds = self.get_visual_features(pixel_values, image_grid_thw, video=False)
             image_id = self.config.image_token_id
-            image_embeds = self._bridge(image_embeds, image_grid_thw, input_ids, attention_mask, image_id)
+            image_embeds = self._bridge(image_embeds, image_grid_thw, input_ids, queried, image_id)
             inputs_embeds = self._splice(input_ids, inputs_embeds, image_embeds, image_id, "image")
         if pixel_values_videos is not None:
             video_embeds = self.get_visual_features(pixel_values_videos, video_grid_thw, video=True)
             video_id = self.config.video_token_id
-            video_embeds = self._bridge(video_embeds, video_grid_thw, input_ids, attention_mask, video_id)
+            video_embeds = self._bridge(video_embeds, video_grid_thw, input_ids, queried, video_id)
             inputs_embeds = self._splice(input_ids, inputs_embeds, video_embeds, video_id, "video")
         if labels is not None and input_ids is not None:
             labels = labels.masked_fill(self._visual_mask(input_ids), IGNORE_INDEX)

@@ -32,7 +32,7 @@ from torch import nn
 
 from tempflex.budget.base import VisualTokens
 from tempflex.budget.reducers import GroupDynamic
-from tempflex.modeling import IGNORE_INDEX
+from tempflex.modeling import IGNORE_INDEX, prompt_mask
 
 METHODS = ("flux", "mask")  # the in-forward selections; "resize" (the default) makes its views in the dataset
 
@@ -174,12 +174,13 @@ def view(model: nn.Module, batch: dict, videos: list[Video], kept: list[torch.Te
     padding = batch["input_ids"][batch["attention_mask"] == 0]
     ids = pad_rows(rows, int(padding[0]) if len(padding) else 0).to(device)  # (B, L'); padding is masked out
     mask = pad_rows(masks, 0).to(device)
-    visual = bridge_videos(model, list(zip(videos, kept)), ids, mask)
+    labels = pad_rows(labels, IGNORE_INDEX).to(device)
+    visual = bridge_videos(model, list(zip(videos, kept)), ids, prompt_mask(mask, labels))  # queries skip the answer
     embeds = model.get_input_embeddings()(ids)  # (B, L', E)
     slots = (ids == config.video_token_id).unsqueeze(-1)
     embeds = embeds.masked_scatter(slots, torch.cat(visual).to(embeds.dtype))
     return {"input_ids": ids, "inputs_embeds": embeds, "attention_mask": mask,  # the model reads the embeddings
-            "labels": pad_rows(labels, IGNORE_INDEX).to(device)}
+            "labels": labels}
 
 
 def selected_views(model: nn.Module, batch: dict, budgets: list[int], select: TokenSelect,
