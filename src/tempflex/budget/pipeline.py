@@ -225,9 +225,9 @@ class PlannedPrompt:
 
 @torch.no_grad()
 def finish(model: Any, processor: Any, plans: list[PlannedPrompt]) -> list[tuple[dict, dict]]:
-    """Each plan's (inputs, info) as ``prepare`` returns them: a model's bridge reads every plan's kept tokens and
-    prompt in one pass (``bridged_many``; a single plan gives exactly ``prepare``'s result), then the prompt is
-    embedded and the kept tokens spliced in."""
+    """Each plan's (inputs, info) as ``prepare`` returns them (``prepare`` is one plan, finished): a model's bridge
+    reads every plan's kept tokens and prompt in one pass (``bridged_many``; together, each plan's result equals
+    its own to float rounding), then the prompt is embedded and the kept tokens spliced in."""
     kept = bridged_many(model, [p.kept for p in plans], [p.input_ids for p in plans])
     out = []
     for plan, tokens in zip(plans, kept):
