@@ -380,6 +380,12 @@ def _versus(result: dict) -> str:
     return "-" if v is None else f"{v['wins']} / {v['losses']} ({v['p']:.2g})"
 
 
+def shown(path: Path) -> str:
+    """A path as the docs show it: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def _acc(result: dict, kind: str) -> str:
     if math.isnan(result[f"{kind}_accuracy"]):
         return "n/a"
@@ -492,7 +498,7 @@ def main() -> None:
     for cell, result in zip(cells, results):  # paired with uniform frames at the same b, when that was run
         base = Cell("uniform-frames", cell.per_frame, cell.frames)
         result["versus"] = versus(rows[cell], rows.get(base) if cell != base else None)
-    meta = {"model": str(args.model), "data": str(args.data), "questions": len(records), "frames": args.frames,
+    meta = {"model": shown(args.model), "data": shown(args.data), "questions": len(records), "frames": args.frames,
             "threads": torch.get_num_threads(), "cache": str(cache), "command": command}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out.with_suffix(".json"), json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
