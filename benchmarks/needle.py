@@ -53,6 +53,7 @@ from budget_probes import (  # the sibling benchmark (benchmarks/ is on sys.path
     METHODS,
     cache_dir,
     option_scores,
+    shown,
 )
 
 from tempflex.answers import answer_tokens
@@ -329,7 +330,7 @@ def main() -> None:
                   f"event frames kept {r['event_frames_with_tokens']}/{r['event_frames']}, "
                   f"{'right' if r['correct'] else 'wrong'}, {r['total_seconds']:.1f} s", file=sys.stderr)
         results.append(rows)
-    meta = {"model": str(args.model), "minutes": args.minutes, "event": args.event_seconds, "budget": args.budget,
+    meta = {"model": shown(args.model), "minutes": args.minutes, "event": args.event_seconds, "budget": args.budget,
             "noise": args.noise, "threads": torch.get_num_threads(), "command": command}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "trials": [{"needle": asdict(n), "results": rows} for n, rows in zip(needles, results)]}
