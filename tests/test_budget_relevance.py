@@ -7,13 +7,12 @@ import pytest
 import torch
 from conftest import random_image, tiny_model
 
-from tempflex.budget import BudgetPipeline, segment_relevance
 from tempflex.bridge import WordBridge
+from tempflex.budget import BudgetPipeline, segment_relevance
 from tempflex.budget.pipeline import encode_clip, finish
 from tempflex.budget.prompt import bridged, bridged_many
 from tempflex.budget.relevance import segment_tokens
 from tempflex.media import VideoClip
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny tensors, one intra-op thread
 
