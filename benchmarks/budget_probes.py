@@ -132,16 +132,20 @@ def option_scores(model, inputs: dict, answer: AnswerTokens) -> list[float]:
     return torch.log_softmax(logits[answer.ids], dim=-1).tolist()
 
 
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """Tensors' values, as one hash."""
+    return hashlib.sha1(b"".join(t.contiguous().cpu().numpy().tobytes() for t in tensors)).hexdigest()
+
+
 def input_digest(inputs: dict) -> str:
     """What the LLM is handed (ids, mask, embeddings), as one hash."""
-    return hashlib.sha1(b"".join(inputs[k].contiguous().cpu().numpy().tobytes() for k in sorted(inputs))).hexdigest()
+    return tensor_digest(*(inputs[k] for k in sorted(inputs)))
 
 
 def plan_digest(plan: PlannedPrompt) -> str:
     """A planned prompt's ids and kept tokens (values and places), as one hash: equal plans give the LLM equal
     inputs."""
-    parts = (plan.input_ids, plan.kept.tokens, plan.kept.positions)
-    return hashlib.sha1(b"".join(t.contiguous().cpu().numpy().tobytes() for t in parts)).hexdigest()
+    return tensor_digest(plan.input_ids, plan.kept.tokens, plan.kept.positions)
 
 
 def shared_scores(model, inputs: dict, answer: AnswerTokens, memo: dict) -> tuple[list[float], float]:

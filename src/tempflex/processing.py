@@ -277,12 +277,17 @@ class TempFlexProcessor:
         """What ``generate()`` needs to stop at the end of the assistant's turn, for a prompt of ``prompt_length``
         tokens: the tokenizer's end-of-turn token (Gemma's ``<end_of_turn>``, ChatML's ``<|im_end|>``) beside EOS,
         and with the fallback template a ``TextStop`` at its next role line (``stop_strings()``)."""
+        kwargs: dict[str, Any] = {"eos_token_id": self.end_of_turn_ids()}
+        stops = self.stop_strings()
+        if stops:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([TextStop(self.tokenizer, stops, prompt_length)])
+        return kwargs
+
+    def end_of_turn_ids(self) -> list[int]:
+        """The token ids that end the assistant's turn: EOS and the tokenizer's end-of-turn token, if it has one."""
         tok = self.tokenizer
         ids = {tok.eos_token_id} | {tok.convert_tokens_to_ids(t) for t in END_OF_TURN if t in tok.get_vocab()}
-        kwargs: dict[str, Any] = {"eos_token_id": sorted(i for i in ids if i is not None)}
-        if self.stop_strings():
-            kwargs["stopping_criteria"] = StoppingCriteriaList([TextStop(tok, self.stop_strings(), prompt_length)])
-        return kwargs
+        return sorted(i for i in ids if i is not None)
 
     def stop_strings(self) -> tuple[str, ...]:
         """Text that ends the assistant's turn besides its tokens: the fallback template's role lines, if it is used."""

@@ -103,8 +103,7 @@ def generate(asker, job: Job) -> Result | None:
         if info is not None:
             timer.next_phase()
         # end-of-turn tokens; the role lines of a template-less tokenizer, which the stream cuts at itself
-        ending = asker.processor.generation_kwargs(inputs["input_ids"].shape[1])
-        ending.pop("stopping_criteria", None)
+        ending = {"eos_token_id": asker.processor.end_of_turn_ids()}
         stops = job.sampling.stop + asker.processor.stop_strings()
         stream = TextStream(asker.processor.tokenizer, stops, job.emit)
         halt = Halt(stream, job.deadline, job.cancelled)
