@@ -487,11 +487,12 @@ def test_model_generate_takes_the_pipeline_inputs(tiny, clip):
 
 
 
-def test_relevance_scores_batched_equal_one_by_one(tiny, clip):
+def test_relevance_scores_batched_equal_one_by_one(tiny, clip, monkeypatch):
     _, model, processor = tiny
     tokens = encode_clip(model, processor, clip)
     segments = AdaptiveAllocation(segment_frames=2).segments(tokens.frames)
     batched = segment_relevance(model, processor, tokens, segments, "Is there a dog?")
+    monkeypatch.setattr("tempflex.budget.relevance.PROGRESS_FROM", 2)  # one by one: 3 batches, with a progress bar
     single = segment_relevance(model, processor, tokens, segments, "Is there a dog?", batch_size=1)
     assert batched.shape == (3,) and bool(torch.isfinite(batched).all())
     assert torch.allclose(batched, single, atol=1e-4)

@@ -24,6 +24,7 @@ from tempflex.budget.timestamps import NoTags
 
 RELEVANCE_PROMPT = "Is this part of the video relevant to the question: {question}? Answer yes or no."
 ANSWERS = ("Yes", "No")  # the rendered answers whose first tokens are compared
+PROGRESS_FROM = 32  # batches; fewer score without a progress bar
 
 
 def segment_tokens(tokens: VisualTokens, segment: range) -> VisualTokens:
@@ -65,7 +66,12 @@ def segment_relevance(
     pad_id = processor.tokenizer.pad_token_id
     pad_id = processor.tokenizer.eos_token_id if pad_id is None else pad_id
     scores = []
-    for start in range(0, len(parts), batch_size):
+    starts = range(0, len(parts), batch_size)
+    if len(starts) >= PROGRESS_FROM:  # an hour at one pass a frame is hundreds of batches
+        from rich.progress import track
+
+        starts = track(starts, description=f"relevance of {len(parts)} segments", transient=True)
+    for start in starts:
         chunk = range(start, min(start + batch_size, len(parts)))
         tail = torch.tensor(lead, dtype=torch.long)  # the answers' shared lead, if any
         ids, mask = left_pad([torch.cat([prompts[i].input_ids, tail]) for i in chunk], pad_id)  # (B, L)
