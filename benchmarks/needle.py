@@ -17,11 +17,11 @@ charged, as in the paper's counts):
 - ``flux``: every frame through FluxViT's group-dynamic selection (4 groups);
 - ``ata-tempo`` (Tempo's own allocator and head-of-segment rule on the same segments and relevance) and the other
   content-only reducers at the probes benchmark's specs (``budget_probes.METHODS``): ``drop``, ``drop-fill``,
-  ``uniform-tokens``, ``kffocus``, ``scenetilling``, ``holitom``, ``tome``. ``date``, ``f2c`` and ``bvllm`` are
-  left out: they score every frame's relevance, 3600 LLM passes an hour.
+  ``uniform-tokens``, ``kffocus``, ``scenetilling``, ``holitom``, ``tome``, ``date``, ``f2c``, ``bvllm``. The last
+  three score every frame's relevance: 3600 LLM passes an hour, made once and shared by the three.
 
-The reducers of a trial share one decode of every frame, one encoding and (``ata``, ``ata-tempo``) one relevance
-scoring (``BudgetPipeline.prepare``'s memo); each method's seconds still charge what it reused (``reused``), so a
+The reducers of a trial share one decode of every frame, one encoding and one relevance scoring per segmenting
+(``ata`` with ``ata-tempo``, the per-frame three together; ``BudgetPipeline.prepare``'s memo); each method's seconds still charge what it reused (``reused``), so a
 row's total is what the method costs alone.
 
 Reported per trial and method: visual tokens, prompt length, tokens per frame averaged over the hour (visual / T)
@@ -72,7 +72,7 @@ SEGMENTED = {"ata": "ata:{budget},segment_frames={segment}",
 PER_FRAME_RELEVANCE = ("date", "f2c", "bvllm")  # one relevance pass a frame (3600 an hour), shared by the three
 SPECS = {**{m: t for m, t in METHODS.items() if t is not None}, **SEGMENTED}
 DEFAULT_METHODS = ("uniform", "ata", "flux", "ata-tempo", "drop-fill", "drop", "uniform-tokens", "kffocus",
-                   "scenetilling", "holitom", "tome")  # uniform: no reducer
+                   "scenetilling", "holitom", "tome", *PER_FRAME_RELEVANCE)  # uniform: no reducer
 DIM = 0.55  # brightness of the textured scene: dark, so the saturated red circle stands out
 
 
