@@ -21,8 +21,8 @@ charged, as in the paper's counts):
   three score every frame's relevance: 3600 LLM passes an hour, made once and shared by the three.
 
 The reducers of a trial share one decode of every frame, one encoding and one relevance scoring per segmenting
-(``ata`` with ``ata-tempo``, the per-frame three together; ``BudgetPipeline.prepare``'s memo); each method's seconds still charge what it reused (``reused``), so a
-row's total is what the method costs alone.
+(``ata`` with ``ata-tempo``, the per-frame three together; ``BudgetPipeline.prepare``'s memo); each method's seconds
+still charge what it reused (``reused``), so a row's total is what the method costs alone.
 
 Reported per trial and method: visual tokens, prompt length, tokens per frame averaged over the hour (visual / T)
 and per frame that keeps tokens, how many of the event's frames keep tokens, the event's share of the tokens
