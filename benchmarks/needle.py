@@ -5,9 +5,9 @@ encoder: a static dark textured scene (the probes' ``textured_background`` at 55
 levels of fresh pixel noise per frame so that no two frames are identical) and, at a random time, a red circle
 that appears, crosses 0.6 of the frame left, right, up or down over ``--event-seconds`` (6 frames) and vanishes.
 The question is the probes' "Which way does the red circle move?" with the four directions as options, scored as
-in ``tempflex probes eval`` (the option whose first answer token has the highest logit). Methods, each at the same budget B
-(``--budget``, default 8192 visual tokens; the model's processor writes no time tags, and frame separators are not
-charged, as in the paper's counts):
+in ``tempflex probes eval`` (the option whose first answer token has the highest logit). Methods, each at the same
+budget B (``--budget``, default 8192 visual tokens; the model's processor writes no time tags, and frame separators
+are not charged, as in the paper's counts):
 
 - ``uniform``: the normal path, ``load_video(num_frames=n)`` with n = min(B // 4, T) uniformly sampled frames of 4
   tokens (2048 of 3600 at B = 8192), through the processor;

@@ -6,8 +6,9 @@ For each segment, the model reads that segment's visual tokens and "Is this part
 question: {question}? Answer yes or no." through the processor's chat template; the score is
 logit(Yes) - logit(No) at the first answer position, i.e. the log-odds of "Yes" between the two answers. The
 answer ids are the first tokens after the generation prompt of the rendered answers (after any tokens both
-answers share, which the prompt then ends with), so they are the tokens the template would really produce. Segments are batched with left padding and explicit
-position ids, so a batch gives the scores one prompt at a time would (a test checks it).
+answers share, which the prompt then ends with), so they are the tokens the template would really produce.
+Segments are batched with left padding and explicit position ids, so a batch gives the scores one prompt at a time
+would (a test checks it).
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def segment_relevance(
     batch_size: int = 8,
 ) -> torch.Tensor:
     """(S,) float32 logit(yes) - logit(no) per segment (a range of frames of ``tokens``, taken before a model's
-    optional bridge, which reads each segment alone); ``timestamps`` writes the segment's time tags (none by default)."""
+    optional bridge, which reads each segment alone); ``timestamps`` writes the segment's time tags (none by
+    default)."""
     if not question.strip():
         raise BudgetError("the question is empty")
     if not segments:
