@@ -113,24 +113,28 @@ def test_ask_cli_json_and_bad_inputs(saved_tiny: Path, probes: Path, tmp_path: P
     assert set(scores) == {"left", "right"} and max(scores, key=scores.get) == payload["choice"]
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(Path(video).read_bytes()[:3000])
-    empty = tmp_path / "empty.mp4"
-    empty.write_bytes(b"")
+    zero = tmp_path / "zero.mp4"
+    zero.write_bytes(b"")
     photo = str(skimage_photo("astronaut.png"))
     text_png = tmp_path / "notes.png"  # text under an image's name
     text_png.write_text("not a picture\n")
     cases = {
-        "no such file": ["--video", str(tmp_path / "missing.mp4")],
-        "corrupt": ["--video", str(corrupt)],
-        "empty": ["--video", str(empty)],
-        "still image (png_pipe), not a video: pass it with --image": ["--video", photo],
-        "not a video or an image: FFmpeg's still-image reader (image2) cannot decode it": ["--video", str(text_png)],
-        "exactly one": ["--video", video, "--image", photo],
-        "not a saved TempFlex model": ["--video", video, "--model", str(tmp_path)],
-        "frames must be >= 1": ["--video", video, "--frames", "0"],
+        "no such file": ["--video", str(tmp_path / "missing.mp4"), "What moves?"],
+        "cannot open as a video": ["--video", str(corrupt), "What moves?"],
+        "empty file (0 bytes)": ["--video", str(zero), "What moves?"],
+        "still image (png_pipe), not a video: pass it with --image": ["--video", photo, "What moves?"],
+        "not a video or an image: FFmpeg's still-image reader (image2) cannot decode it": ["--video", str(text_png),
+                                                                                         "What moves?"],
+        "exactly one": ["--video", video, "--image", photo, "What moves?"],
+        "not a saved TempFlex model": ["--video", video, "--model", str(tmp_path), "What moves?"],
+        "frames must be >= 1": ["--video", video, "--frames", "0", "What moves?"],
+        "the question holds <video>: give the question alone": ["--video", video, "<video> What moves?"],
+        "the question is empty": ["--video", video, "  "],
+        "give between 2 and 8 options, got 1": ["--video", video, "What moves?", "-o", "left"],
     }
     for expected, args in cases.items():
         model = [] if "--model" in args else ["--model", str(saved_tiny)]
-        result = runner.invoke(app, ["ask", *model, *args, "What moves?"])
+        result = runner.invoke(app, ["ask", *model, *args])
         assert result.exit_code == 2, (expected, result.output)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], (expected, lines)

@@ -41,6 +41,16 @@ def test_the_readme_first_command_answers_about_the_shipped_example() -> None:
     assert {"decode", "vision", "tff", "merger", "prefill", "total"} <= set(answer["timings"])
 
 
+def test_an_empty_free_answer_is_said_not_printed_as_nothing() -> None:
+    """tempflex-tiny writes the next role line at once for this free question, so its answer text is empty."""
+    args = ["ask", "--video", str(EXAMPLES / "object_direction.mp4"), "What happens in the video?"]
+    printed = runner.invoke(app, args)
+    as_json = runner.invoke(app, [*args, "--json"])
+    assert printed.exit_code == 0 == as_json.exit_code, printed.output
+    assert json.loads(as_json.stdout)["text"] == ""
+    assert printed.stdout.splitlines()[0] == "answer: (empty: the model ended its turn at once)"
+
+
 def test_default_model_beats_chance_on_a_fresh_probe_set(tmp_path: Path) -> None:
     """100 probe questions of a seed never used in training or in the model card (seed 5; training used seeds 0,
     2, 3 and 4, the card's test split seed 1), 80 of them temporal. At chance (0.27) 36 or more right of 80 has

@@ -51,13 +51,18 @@ def test_directory(tmp_path):
     [
         ("noise.mp4", np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8).tobytes()),
         ("notes.txt", b"not a video\n" * 50),  # FFmpeg's tty demuxer would render this as "video"
-        ("empty.mp4", b""),
     ],
 )
 def test_not_media(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content)
     raises(path, "cannot open as a video|not a video file")
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "zero.mp4"
+    path.write_bytes(b"")
+    raises(path, "empty file \\(0 bytes\\)")
 
 
 def test_truncated_before_the_index_is_an_error(tmp_path):

@@ -23,6 +23,7 @@ from tempflex.hub.linked import LOAD_STEPS
 from tempflex.hub.weights import Progress
 from tempflex.image import load_image
 from tempflex.probes.format import LETTERS, format_question
+from tempflex.processing import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
 from tempflex.video import load_video
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "tempflex-tiny"
@@ -130,10 +131,7 @@ class Asker:
 
         ``budget``: a token-budget pipeline (``"flux:256"``, ``"ata:1024,segment_frames=4"``, see
         ``tempflex.budget.spec``) that caps the video's visual tokens plus time tags at the budget."""
-        if not question.strip():
-            raise ValueError("the question is empty")
-        if options is not None and not 2 <= len(options) <= len(LETTERS):
-            raise ValueError(f"give between 2 and {len(LETTERS)} options, got {len(options)}")
+        check_question(question, options)
         start = time.perf_counter()
         is_video = media.kind == "video"
         placeholder = "<video>" if is_video else "<image>"
@@ -172,6 +170,19 @@ class Asker:
         timings = {"decode": media.seconds, **{k: float(v) for k, v in timer.seconds.items()},
                    "total": media.seconds + time.perf_counter() - start}
         return Answer(question, answer, choice, media.path, media.frames, visual, timings, spent, scores)
+
+
+def check_question(question: str, options: list[str] | None = None) -> None:
+    """A question ``Asker.ask`` can take: not blank, 2..8 options if any, and no media placeholder of its own (the
+    media goes in front of the question by itself)."""
+    if not question.strip():
+        raise ValueError("the question is empty")
+    if options is not None and not 2 <= len(options) <= len(LETTERS):
+        raise ValueError(f"give between 2 and {len(LETTERS)} options, got {len(options)}")
+    for mark in (VIDEO_PLACEHOLDER, IMAGE_PLACEHOLDER):
+        if mark in question:
+            raise ValueError(f"the question holds {mark}: give the question alone; the media goes in front of it "
+                             "by itself")
 
 
 @dataclass
@@ -237,6 +248,10 @@ def read_questions(path: str | Path) -> list[dict]:
             raise ValueError(f"{path}:{number}: each line needs a \"question\" string")  # noqa: TRY004 - bad input
         if ("video" in record) == ("image" in record):
             raise ValueError(f"{path}:{number}: each line needs exactly one of \"video\" or \"image\"")
+        try:
+            check_question(record["question"], record.get("options"))
+        except ValueError as exc:
+            raise ValueError(f"{path}:{number}: {exc}") from None
         records.append(record)
     if not records:
         raise ValueError(f"{path}: no questions")

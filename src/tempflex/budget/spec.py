@@ -71,7 +71,9 @@ class BudgetSpec(BaseModel):
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "spec"
-            raise BudgetError(f"budget spec: {where}: {first['msg'].removeprefix('Value error, ')}") from None
+            message = first["msg"].removeprefix("Value error, ")
+            said = message if message.startswith(f"{where} ") else f"{where}: {message}"  # a message may name it
+            raise BudgetError(f"budget spec: {said}") from None
 
     @classmethod
     def parse(cls, text: str) -> BudgetSpec:

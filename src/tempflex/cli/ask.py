@@ -31,7 +31,7 @@ def ask_cmd(
     """Answer a question about a video or an image, offline, and say what it cost."""
     from transformers.utils import logging as transformers_logging
 
-    from tempflex.ask import load_media, model_frames
+    from tempflex.ask import check_question, load_media, model_frames
 
     if questions is not None:
         _ask_file(questions, model, frames, max_new_tokens, budget, reduce, as_json, given=(question, video, image))
@@ -41,7 +41,8 @@ def ask_cmd(
             raise ValueError("give a question (or --questions FILE.jsonl)")
         if (video is None) == (image is None):
             raise ValueError("give exactly one of --video or --image")
-        # bad media or options fail in a second, before the model loads
+        # a bad question, media or options fail in a second, before the model loads
+        check_question(question, option or None)
         if budget is not None and image is not None:
             raise ValueError("--budget applies to videos; an image has no frames to spend it on")
         spec = _budget_spec(budget, reduce)
@@ -53,7 +54,7 @@ def ask_cmd(
     if as_json:
         print_json(answer.to_json())
         return
-    typer.echo(f"answer: {answer.text}")
+    typer.echo(f"answer: {shown(answer)}")
     kind = f"{answer.frames} frames" if video is not None else "1 image"
     stages = ", ".join(f"{k} {v:.2f}" for k, v in answer.timings.items() if k not in ("load", "total"))
     if answer.budget is not None:
@@ -103,10 +104,16 @@ def _ask_file(path: Path, model: Path | None, frames: int | None, max_new_tokens
                 if "answer" in record:
                     out["correct"] = answer.text == record["answer"]
                     right, scored = right + out["correct"], scored + 1
-                typer.echo(json.dumps(out) if as_json else f"{record['question']} -> {answer.text}")
+                typer.echo(json.dumps(out) if as_json else f"{record['question']} -> {shown(answer)}")
                 bar(done, len(records))
     if scored and not as_json:
         typer.echo(f"{right} of {scored} answers match the file's answers")
+
+
+def shown(answer) -> str:
+    """The answer as the terminal shows it: an empty free answer is said, not printed as nothing (``--json`` keeps
+    the empty text)."""
+    return answer.text if answer.text else "(empty: the model ended its turn at once)"
 
 
 def load_asker(model: Path | None):

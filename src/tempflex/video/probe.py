@@ -56,6 +56,8 @@ def check_path(path: str | Path) -> Path:
         raise VideoDecodeError(path, "is a directory, not a video file")
     if not path.is_file():
         raise VideoDecodeError(path, "is not a regular file")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(path, "empty file (0 bytes)")
     return path
 
 
