@@ -71,8 +71,8 @@ def test_left_padding_for_batched_generation(proc):
 @pytest.mark.parametrize(
     "prompt, n_images, message",
     [
-        ("<image> <image>", 1, "2 <image> placeholders but 1 images"),
-        ("no placeholder", 1, "0 <image> placeholders but 1 images"),
+        ("<image> <image>", 1, "2 <image> placeholders but 1 image was given"),
+        ("no placeholder", 1, "0 <image> placeholders but 1 image was given"),
     ],
 )
 def test_placeholder_count_mismatch(proc, rng, prompt, n_images, message):
@@ -81,7 +81,7 @@ def test_placeholder_count_mismatch(proc, rng, prompt, n_images, message):
 
 
 def test_video_placeholder_mismatch(proc, rng):
-    with pytest.raises(ValueError, match="1 <video> placeholders but 0 videos"):
+    with pytest.raises(ValueError, match="1 <video> placeholder but 0 videos were given"):
         proc(["<video>"])
 
 

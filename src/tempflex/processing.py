@@ -334,10 +334,15 @@ def plain_chat(messages: list[dict], *, add_generation_prompt: bool = True, eos:
     return "\n".join(lines)
 
 
+def placeholder_mismatch(mark: str, found: int, given: int) -> str:
+    """'2 <video> placeholders but 1 video was given': the words of a count mismatch, in the right number."""
+    kind = mark[1:-1]
+    return (f"{found} {mark} placeholder{'' if found == 1 else 's'} but {given} {kind}{'' if given == 1 else 's'} "
+            f"{'was' if given == 1 else 'were'} given")
+
+
 def _check_placeholder_counts(texts: list[str], n_images: int, n_videos: int) -> None:
-    n_img = sum(t.count(IMAGE_PLACEHOLDER) for t in texts)
-    n_vid = sum(t.count(VIDEO_PLACEHOLDER) for t in texts)
-    if n_img != n_images:
-        raise ValueError(f"the prompt has {n_img} {IMAGE_PLACEHOLDER} placeholders but {n_images} images were given")
-    if n_vid != n_videos:
-        raise ValueError(f"the prompt has {n_vid} {VIDEO_PLACEHOLDER} placeholders but {n_videos} videos were given")
+    for mark, given in ((IMAGE_PLACEHOLDER, n_images), (VIDEO_PLACEHOLDER, n_videos)):
+        found = sum(t.count(mark) for t in texts)
+        if found != given:
+            raise ValueError(f"the prompt has {placeholder_mismatch(mark, found, given)}")

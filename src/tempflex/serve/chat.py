@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from tempflex.processing import placeholder_mismatch
 from tempflex.serve.errors import APIError, bad_request
 from tempflex.serve.generation import Sampling
 from tempflex.serve.jobs import Job
@@ -143,7 +144,7 @@ def _check_placeholders(text: str, media: list[MediaItem]) -> None:
     for kind, mark in (("image", "<image>"), ("video", "<video>")):
         given = sum(m.kind == kind for m in media)
         if text.count(mark) != given:
-            raise bad_request(f"the prompt has {text.count(mark)} {mark} placeholders but {given} {kind}s were given: "
+            raise bad_request(f"the prompt has {placeholder_mismatch(mark, text.count(mark), given)}: "
                               f"remove {mark} from the text, media go in {kind}_url parts", param="messages",
                               code="placeholder_mismatch")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tempflex.processing import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER
+from tempflex.processing import IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, placeholder_mismatch
 from tempflex.textfiles import read_text
 
 ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -190,5 +190,5 @@ def _place_media(turns: tuple[Turn, ...], n_images: int, n_videos: int) -> tuple
             text = (placeholder + "\n") * n + turns[first].text
             turns = turns[:first] + (Turn("user", text),) + turns[first + 1 :]
         elif found != n:
-            raise PlaceholderError(f"{found} {placeholder} placeholders but {n} {placeholder[1:-1]}s")
+            raise PlaceholderError(placeholder_mismatch(placeholder, found, n))
     return turns
