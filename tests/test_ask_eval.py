@@ -128,10 +128,13 @@ def test_ask_cli_json_and_bad_inputs(saved_tiny: Path, probes: Path, tmp_path: P
         "exactly one": ["--video", video, "--image", photo, "What moves?"],
         "not a saved TempFlex model": ["--video", video, "--model", str(tmp_path), "What moves?"],
         "frames must be >= 1": ["--video", video, "--frames", "0", "What moves?"],
+    }
+    before_loading = {  # checked before the model loads: a model dir that is not one is never read
         "the question holds <video>: give the question alone": ["--video", video, "<video> What moves?"],
         "the question is empty": ["--video", video, "  "],
         "give between 2 and 8 options, got 1": ["--video", video, "What moves?", "-o", "left"],
     }
+    cases.update({k: [*v, "--model", str(tmp_path)] for k, v in before_loading.items()})
     for expected, args in cases.items():
         model = [] if "--model" in args else ["--model", str(saved_tiny)]
         result = runner.invoke(app, ["ask", *model, *args])
@@ -206,7 +209,7 @@ def test_ask_says_so_when_the_default_model_is_missing(probes: Path, tmp_path: P
     assert result.exit_code == 2 and "the default model is missing" in result.stderr
 
 
-def test_ask_a_question_file_with_one_loaded_model(saved_tiny: Path, probes: Path) -> None:
+def test_ask_a_question_file_with_one_loaded_model(saved_tiny: Path, probes: Path, tmp_path: Path) -> None:
     """--questions answers every line of a JSONL file (examples/questions.jsonl's format) with one model: one JSON
     line each, the file's answer beside the model's; bad files are one-line errors before the model loads."""
     records = [json.loads(line) for line in (probes / "test.jsonl").read_text().splitlines()[:3]]
@@ -224,10 +227,15 @@ def test_ask_a_question_file_with_one_loaded_model(saved_tiny: Path, probes: Pat
         assert o["choice"] in x["options"] and o["correct"] == (o["choice"] == x["answer"])
     assert out[3]["choice"] is None and "correct" not in out[3]
     bad = {"not a JSON object": "{oops\n", 'needs a "question"': '{"video": "a.mp4"}\n',
-           'exactly one of "video" or "image"': '{"question": "Q?"}\n', "no questions": "\n"}
-    for expected, text in bad.items():
+           'exactly one of "video" or "image"': '{"question": "Q?"}\n', "no questions": "\n",
+           "questions.jsonl:1: the question holds <video>": '{"video": "a.mp4", "question": "<video> Q?"}\n',
+           "questions.jsonl:1: give between 2 and 8 options, got 1": '{"video": "a.mp4", "question": "Q?", '
+                                                                    '"options": ["a"]}\n',
+           "questions.jsonl:1: the options must be a list of strings, got 3":
+               '{"video": "a.mp4", "question": "Q?", "options": 3}\n'}
+    for expected, text in bad.items():  # checked before the model loads: a model dir that is not one is never read
         path.write_text(text)
-        result = runner.invoke(app, ["ask", "--model", str(saved_tiny), "--questions", str(path)])
+        result = runner.invoke(app, ["ask", "--model", str(tmp_path), "--questions", str(path)])
         assert result.exit_code == 2 and expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
             expected, result.output)
     result = runner.invoke(app, ["ask", "--questions", str(path), "Q?"])

@@ -487,7 +487,7 @@ def test_model_generate_takes_the_pipeline_inputs(tiny, clip):
 
 
 
-def test_relevance_scores_batched_equal_one_by_one(tiny, clip, monkeypatch):
+def test_relevance_scores_batched_equal_one_by_one(tiny, clip, monkeypatch, capsys):
     _, model, processor = tiny
     tokens = encode_clip(model, processor, clip)
     segments = AdaptiveAllocation(segment_frames=2).segments(tokens.frames)
@@ -496,6 +496,7 @@ def test_relevance_scores_batched_equal_one_by_one(tiny, clip, monkeypatch):
     single = segment_relevance(model, processor, tokens, segments, "Is there a dog?", batch_size=1)
     assert batched.shape == (3,) and bool(torch.isfinite(batched).all())
     assert torch.allclose(batched, single, atol=1e-4)
+    assert capsys.readouterr().out == ""  # the bar goes to stderr: stdout may carry JSON
 
 
 def test_pipeline_selects_frames_first(tiny, clip):

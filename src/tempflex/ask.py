@@ -177,6 +177,8 @@ def check_question(question: str, options: list[str] | None = None) -> None:
     media goes in front of the question by itself)."""
     if not question.strip():
         raise ValueError("the question is empty")
+    if options is not None and (not isinstance(options, list) or not all(isinstance(o, str) for o in options)):
+        raise ValueError(f"the options must be a list of strings, got {options!r}")
     if options is not None and not 2 <= len(options) <= len(LETTERS):
         raise ValueError(f"give between 2 and {len(LETTERS)} options, got {len(options)}")
     for mark in (VIDEO_PLACEHOLDER, IMAGE_PLACEHOLDER):

@@ -70,9 +70,11 @@ def segment_relevance(
     scores = []
     starts = range(0, len(parts), batch_size)
     if len(starts) >= PROGRESS_FROM:  # an hour at one pass a frame is hundreds of batches
+        from rich.console import Console
         from rich.progress import track
 
-        starts = track(starts, description=f"relevance of {len(parts)} segments", transient=True)
+        starts = track(starts, description=f"relevance of {len(parts)} segments", transient=True,
+                       console=Console(stderr=True))  # stdout may carry JSON
     for start in starts:
         chunk = range(start, min(start + batch_size, len(parts)))
         tail = torch.tensor(lead, dtype=torch.long)  # the answers' shared lead, if any

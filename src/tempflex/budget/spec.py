@@ -17,6 +17,8 @@ offending key.
 
 from __future__ import annotations
 
+import re
+
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -72,7 +74,7 @@ class BudgetSpec(BaseModel):
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "spec"
             message = first["msg"].removeprefix("Value error, ")
-            said = message if message.startswith(f"{where} ") else f"{where}: {message}"  # a message may name it
+            said = message if re.search(rf"\b{re.escape(where)}\b", message) else f"{where}: {message}"  # named
             raise BudgetError(f"budget spec: {said}") from None
 
     @classmethod

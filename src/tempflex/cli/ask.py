@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tempflex.cli.common import ProgressBar, print_json, user_errors
+
+if TYPE_CHECKING:
+    from tempflex.ask import Answer
 
 
 def register(app: typer.Typer) -> None:
@@ -110,10 +113,10 @@ def _ask_file(path: Path, model: Path | None, frames: int | None, max_new_tokens
         typer.echo(f"{right} of {scored} answers match the file's answers")
 
 
-def shown(answer) -> str:
+def shown(answer: Answer) -> str:
     """The answer as the terminal shows it: an empty free answer is said, not printed as nothing (``--json`` keeps
     the empty text)."""
-    return answer.text if answer.text else "(empty: the model ended its turn at once)"
+    return answer.text if answer.text or answer.choice is not None else "(empty: the model ended its turn at once)"
 
 
 def load_asker(model: Path | None):
