@@ -18,7 +18,6 @@ offending key.
 from __future__ import annotations
 
 import re
-
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -74,7 +73,8 @@ class BudgetSpec(BaseModel):
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "spec"
             message = first["msg"].removeprefix("Value error, ")
-            said = message if re.search(rf"\b{re.escape(where)}\b", message) else f"{where}: {message}"  # named
+            named = re.search(rf"\b{re.escape(where)}\b", message)  # the message names its field: say it once
+            said = message if named else f"{where}: {message}"
             raise BudgetError(f"budget spec: {said}") from None
 
     @classmethod
