@@ -134,7 +134,7 @@ class Asker:
         check_question(question, options)
         start = time.perf_counter()
         is_video = media.kind == "video"
-        placeholder = "<video>" if is_video else "<image>"
+        placeholder = VIDEO_PLACEHOLDER if is_video else IMAGE_PLACEHOLDER
         token_id = self.processor.video_token_id if is_video else self.processor.image_token_id
         prompt = placeholder + "\n" + (format_question(question, options) if options else question)
         text = self.processor.apply_chat_template([{"role": "user", "content": prompt}])

@@ -22,6 +22,7 @@ from tempflex.answers import answer_tokens
 from tempflex.budget.base import BudgetError, TimestampEncoder, VisualTokens
 from tempflex.budget.prompt import bridged_many, build_prompt, frame_tags, left_pad, splice, split_template
 from tempflex.budget.timestamps import NoTags
+from tempflex.progress import tracked
 
 RELEVANCE_PROMPT = "Is this part of the video relevant to the question: {question}? Answer yes or no."
 ANSWERS = ("Yes", "No")  # the rendered answers whose first tokens are compared
@@ -68,14 +69,8 @@ def segment_relevance(
     pad_id = processor.tokenizer.pad_token_id
     pad_id = processor.tokenizer.eos_token_id if pad_id is None else pad_id
     scores = []
-    starts = range(0, len(parts), batch_size)
-    if len(starts) >= PROGRESS_FROM:  # an hour at one pass a frame is hundreds of batches
-        from rich.console import Console
-        from rich.progress import track
-
-        starts = track(starts, description=f"relevance of {len(parts)} segments", transient=True,
-                       console=Console(stderr=True))  # stdout may carry JSON
-    for start in starts:
+    starts = range(0, len(parts), batch_size)  # an hour at one pass a frame is hundreds of batches: a bar
+    for start in tracked(starts, f"relevance of {len(parts)} segments", show=len(starts) >= PROGRESS_FROM):
         chunk = range(start, min(start + batch_size, len(parts)))
         tail = torch.tensor(lead, dtype=torch.long)  # the answers' shared lead, if any
         ids, mask = left_pad([torch.cat([prompts[i].input_ids, tail]) for i in chunk], pad_id)  # (B, L)

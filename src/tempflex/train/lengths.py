@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tempflex.atomic import write_text_atomic
+from tempflex.progress import tracked
 from tempflex.samples import MediaSize, media_size
 
 __all__ = ["CACHE_SUFFIX", "cache_for", "media_sizes"]
@@ -167,8 +168,4 @@ def _locked(cache: Path) -> Iterator[bool]:
 
 
 def _progress(items: list) -> Iterable:
-    if len(items) < PROGRESS_FROM:
-        return items
-    from rich.progress import track
-
-    return track(items, description="reading media headers", transient=True)
+    return tracked(items, "reading media headers", show=len(items) >= PROGRESS_FROM)

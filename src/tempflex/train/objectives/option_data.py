@@ -51,9 +51,8 @@ def load_option_records(records: list[dict], root: Path, model, processor, frame
     a bridge that reads prompts, each whole prompt as the model reads it at inference: ``bridge_queries`` of the
     chat-rendered, expanded first turn); index the options in ``vocab`` (default: the records' own option texts,
     sorted)."""
-    from rich.progress import track
-
     from tempflex.answers import answer_tokens
+    from tempflex.progress import tracked
     from tempflex.video import load_video
 
     embed = model.get_input_embeddings()
@@ -66,7 +65,7 @@ def load_option_records(records: list[dict], root: Path, model, processor, frame
         raise ValueError(f"options not in the warm-up vocabulary: {sorted(unknown)[:5]}")
     patches, questions, options, masks, answers, said, prompts, grid = [], {}, [], [], [], [], [], None
     spoken: dict[tuple[str, ...], list[int]] = {}
-    for r in track(records, description="decoding videos", disable=not progress):
+    for r in tracked(records, "decoding videos", show=progress, transient=False):
         clip = load_video(root / r["video"], num_frames=frames)
         media = processor.encode_media(videos=[clip])
         if grid is None:
